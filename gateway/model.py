@@ -1,0 +1,106 @@
+"""The domain model every protocol driver speaks and the MQTT layer publishes.
+
+Drivers turn protocol messages into these values; nothing here knows a protocol
+or a topic. Times are timezone-aware UTC ``datetime`` values.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    """RFC 3339 UTC with milliseconds, as every payload carries times: ``...T12:00:00.000Z``."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # isoformat is C code; its first 23 characters are the date and time to the millisecond.
+    return moment.isoformat(timespec="milliseconds")[:23] + "Z"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    """A device as a link sees it: the link name and the protocol address on it.
+
+    ``address`` is empty for links bound to one device (an NMEA receiver).
+    """
+
+    link: str
+    address: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.link}:{self.address}" if self.address else self.link
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A valid fix from a device. Invalid fixes never become a Position."""
+
+    device: DeviceRef
+    lat: float
+    lon: float
+    fix_time: datetime
+    received_at: datetime
+    source: str
+    alt_m: float | None = None
+    speed_kmh: float | None = None
+    course_deg: float | None = None
+    satellites: int | None = None
+    hdop: float | None = None
+
+
+class LinkState(enum.StrEnum):
+    UP = "up"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStatus:
+    link: str
+    state: LinkState
+    since: datetime
+    reconnects: int
+    error: str | None = None
+
+
+class Availability(enum.StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A device was heard (online) or has been silent too long (offline)."""
+
+    device: DeviceRef
+    state: Availability
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TextFromUnit:
+    device: DeviceRef
+    text: str
+    at: datetime
+
+
+@dataclass(slots=True)
+class LinkCounters:
+    """Per-link counters published in ``health``."""
+
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    frames: int = 0
+    rejected: int = 0
+    positions: int = 0
+    reconnects: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
