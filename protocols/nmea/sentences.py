@@ -1,0 +1,489 @@
+"""Typed NMEA sentences: ``parse(RawSentence) -> Message | None``.
+
+Values are converted once, here: latitude/longitude to signed decimal degrees, empty fields to None,
+times of day to ``datetime.time``, dates to ``datetime.date``. A field that is present but cannot be
+read raises ``NmeaError`` (and nothing else does). Types we do not handle, proprietary sentences
+included, give None.
+
+Leap second: ``235960`` cannot be a ``datetime.time``; it is read as 23:59:59.999999 so that it
+sorts last in its minute and stays distinct from ``235959.xx``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, time
+from typing import Final
+
+from protocols.nmea.framing import NmeaError, RawSentence
+
+__all__ = [
+    "GGA",
+    "GLL",
+    "GNS",
+    "GSA",
+    "GSV",
+    "RMC",
+    "TXT",
+    "VTG",
+    "ZDA",
+    "Message",
+    "SatelliteInView",
+    "parse",
+]
+
+Fields = tuple[str, ...]
+
+
+# --- field readers --------------------------------------------------------------------------------
+# Each takes the raw field text; "" means "no data" and gives None.
+
+
+def _float(text: str) -> float | None:
+    if not text:
+        return None
+    value = float(text)  # ValueError is turned into NmeaError by parse()
+    if not math.isfinite(value):
+        raise ValueError(f"non-finite number {text!r}")
+    return value
+
+
+def _int(text: str) -> int | None:
+    if not text:
+        return None
+    if not text.isdigit():
+        # Some receivers write integers as "12.0"; accept an integral decimal, nothing else.
+        value = float(text)
+        if not value.is_integer():
+            raise ValueError(f"not an integer: {text!r}")
+        return int(value)
+    return int(text)
+
+
+def _str(text: str) -> str | None:
+    return text or None
+
+
+def _time(text: str) -> time | None:
+    """``hhmmss[.s...]`` -> time; second 60 (leap second) -> 59.999999."""
+    if not text:
+        return None
+    if len(text) < 6 or not text[:6].isdigit():
+        raise ValueError(f"bad time of day {text!r}")
+    hour, minute, second = int(text[0:2]), int(text[2:4]), int(text[4:6])
+    micro = 0
+    if len(text) > 6:
+        frac = text[7:]
+        if text[6] != "." or (frac and not frac.isdigit()):
+            raise ValueError(f"bad time of day {text!r}")
+        micro = int((frac + "000000")[:6])
+    if second == 60:
+        second, micro = 59, 999_999
+    return time(hour, minute, second, micro)  # ValueError on 25:00 etc.
+
+
+def _year2(yy: int) -> int:
+    # Two-digit years: GPS started in 1980, so 80..99 are 19xx and 00..79 are 20xx.
+    return 1900 + yy if yy >= 80 else 2000 + yy
+
+
+def _date6(text: str) -> date | None:
+    """``ddmmyy`` -> date."""
+    if not text:
+        return None
+    if len(text) != 6 or not text.isdigit():
+        raise ValueError(f"bad date {text!r}")
+    return date(_year2(int(text[4:6])), int(text[2:4]), int(text[0:2]))
+
+
+def _angle(value_text: str, hemisphere: str, max_degrees: int, negative: str) -> float | None:
+    """``[d]ddmm.mmmm`` + hemisphere -> signed decimal degrees; None when either part is empty."""
+    if not value_text or not hemisphere:
+        if value_text and not hemisphere:
+            raise ValueError(f"coordinate {value_text!r} without hemisphere")
+        return None
+    dot = value_text.find(".")
+    if dot < 0:
+        dot = len(value_text)
+    if dot < 3 or not value_text[: dot - 2].isdigit():
+        raise ValueError(f"bad coordinate {value_text!r}")
+    degrees = int(value_text[: dot - 2])
+    minutes = float(value_text[dot - 2 :])
+    if not 0.0 <= minutes < 60.0:
+        raise ValueError(f"bad minutes in {value_text!r}")
+    result = degrees + minutes / 60.0
+    if result > max_degrees:
+        raise ValueError(f"coordinate out of range {value_text!r}")
+    return -result if hemisphere == negative else result
+
+
+def _lat(value_text: str, hemisphere: str) -> float | None:
+    if hemisphere and hemisphere not in ("N", "S"):
+        raise ValueError(f"bad latitude hemisphere {hemisphere!r}")
+    return _angle(value_text, hemisphere, 90, "S")
+
+
+def _lon(value_text: str, hemisphere: str) -> float | None:
+    if hemisphere and hemisphere not in ("E", "W"):
+        raise ValueError(f"bad longitude hemisphere {hemisphere!r}")
+    return _angle(value_text, hemisphere, 180, "W")
+
+
+def _at(fields: Fields, index: int) -> str:
+    """Optional trailing field: "" when the sentence is too short to carry it."""
+    return fields[index] if index < len(fields) else ""
+
+
+def _need(fields: Fields, count: int, kind: str) -> None:
+    if len(fields) < count:
+        raise ValueError(f"{kind} needs {count} fields, got {len(fields)}")
+
+
+# --- messages -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RMC:
+    """Recommended minimum: time, status, position, speed, course, date."""
+
+    talker: str
+    time: time | None
+    status: str | None  # "A" valid, "V" void
+    lat: float | None
+    lon: float | None
+    speed_knots: float | None
+    course_deg: float | None
+    date: date | None
+    mag_var_deg: float | None  # east positive
+    mode: str | None  # FAA mode (NMEA 2.3+): A D E F M N P R S
+    nav_status: str | None  # NMEA 4.1+
+
+    @property
+    def has_fix(self) -> bool:
+        """Status A and an FAA mode (which "dominates" the status) other than N, with a position."""
+        return (
+            self.status == "A"
+            and self.mode != "N"
+            and self.lat is not None
+            and self.lon is not None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GGA:
+    """Fix data: time, position, quality, satellites, HDOP, altitude."""
+
+    talker: str
+    time: time | None
+    lat: float | None
+    lon: float | None
+    quality: int | None  # 0 none, 1 GPS, 2 DGPS, 4 RTK fixed, 5 RTK float, 6 dead reckoning...
+    satellites: int | None
+    hdop: float | None
+    altitude_m: float | None  # above mean sea level
+    geoid_sep_m: float | None
+    dgps_age_s: float | None
+    dgps_station: str | None
+
+    @property
+    def has_fix(self) -> bool:
+        return bool(self.quality) and self.lat is not None and self.lon is not None
+
+
+@dataclass(frozen=True, slots=True)
+class GLL:
+    """Geographic position: position, time, status, FAA mode."""
+
+    talker: str
+    lat: float | None
+    lon: float | None
+    time: time | None
+    status: str | None
+    mode: str | None
+
+    @property
+    def has_fix(self) -> bool:
+        return (
+            self.status == "A"
+            and self.mode != "N"
+            and self.lat is not None
+            and self.lon is not None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VTG:
+    """Course and speed over ground (3.01+ form with T/M/N/K markers, or the older 4-field form)."""
+
+    talker: str
+    course_true_deg: float | None
+    course_mag_deg: float | None
+    speed_knots: float | None
+    speed_kmh: float | None
+    mode: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GSA:
+    """DOP and active satellites; multi-GNSS receivers send one per constellation."""
+
+    talker: str
+    mode: str | None  # M manual, A automatic
+    fix_type: int | None  # 1 none, 2 2D, 3 3D
+    prns: tuple[int, ...]
+    pdop: float | None
+    hdop: float | None
+    vdop: float | None
+    system_id: int | None  # NMEA 4.10+: 1 GPS, 2 GLONASS, 3 Galileo, 4 BeiDou, 5 QZSS, 6 NavIC
+
+
+@dataclass(frozen=True, slots=True)
+class SatelliteInView:
+    prn: int
+    elevation_deg: int | None
+    azimuth_deg: int | None
+    snr_db: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class GSV:
+    """Satellites in view, one part of a multi-sentence group."""
+
+    talker: str
+    total_msgs: int
+    msg_num: int
+    sats_in_view: int | None
+    satellites: tuple[SatelliteInView, ...]
+    signal_id: int | None  # NMEA 4.10+
+
+
+@dataclass(frozen=True, slots=True)
+class ZDA:
+    """Time and date (the only standard sentence with a 4-digit year)."""
+
+    talker: str
+    time: time | None
+    day: int | None
+    month: int | None
+    year: int | None
+    zone_hours: int | None
+    zone_minutes: int | None
+
+    @property
+    def date(self) -> date | None:
+        if self.day is None or self.month is None or self.year is None:
+            return None
+        return date(self.year, self.month, self.day)
+
+
+@dataclass(frozen=True, slots=True)
+class TXT:
+    """Text transmission; ``text`` keeps every comma of the payload."""
+
+    talker: str
+    total: int | None
+    number: int | None
+    text_id: int | None  # 00 error, 01 warning, 02 notice, 07 user
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class GNS:
+    """Multi-GNSS fix data with one mode character per constellation (e.g. ``AANN``)."""
+
+    talker: str
+    time: time | None
+    lat: float | None
+    lon: float | None
+    mode: str | None
+    satellites: int | None
+    hdop: float | None
+    altitude_m: float | None
+    geoid_sep_m: float | None
+    dgps_age_s: float | None
+    dgps_station: str | None
+    nav_status: str | None
+
+    @property
+    def has_fix(self) -> bool:
+        return (
+            self.mode is not None
+            and self.mode.strip("N") != ""
+            and self.lat is not None
+            and self.lon is not None
+        )
+
+
+Message = RMC | GGA | GLL | VTG | GSA | GSV | ZDA | TXT | GNS
+
+
+# --- decoders (field positions per the NMEA tables; see notes/nmea.md) ----------------------------
+
+
+def _rmc(talker: str, f: Fields) -> RMC:
+    _need(f, 9, "RMC")
+    var = _float(_at(f, 9))
+    if var is not None and _at(f, 10) == "W":
+        var = -var
+    return RMC(
+        talker,
+        _time(f[0]),
+        _str(f[1]),
+        _lat(f[2], f[3]),
+        _lon(f[4], f[5]),
+        _float(f[6]),
+        _float(f[7]),
+        _date6(f[8]),
+        var,
+        _str(_at(f, 11)),
+        _str(_at(f, 12)),
+    )
+
+
+def _gga(talker: str, f: Fields) -> GGA:
+    _need(f, 9, "GGA")
+    return GGA(
+        talker,
+        _time(f[0]),
+        _lat(f[1], f[2]),
+        _lon(f[3], f[4]),
+        _int(f[5]),
+        _int(f[6]),
+        _float(f[7]),
+        _float(f[8]),
+        _float(_at(f, 10)),
+        _float(_at(f, 12)),
+        _str(_at(f, 13)),
+    )
+
+
+def _gll(talker: str, f: Fields) -> GLL:
+    _need(f, 4, "GLL")
+    return GLL(
+        talker,
+        _lat(f[0], f[1]),
+        _lon(f[2], f[3]),
+        _time(_at(f, 4)),
+        _str(_at(f, 5)),
+        _str(_at(f, 6)),
+    )
+
+
+def _vtg(talker: str, f: Fields) -> VTG:
+    if len(f) >= 8 and f[1] in ("T", ""):
+        # 3.01+: course,T,course,M,knots,N,kmh,K[,mode]
+        return VTG(talker, _float(f[0]), _float(f[2]), _float(f[4]), _float(f[6]), _str(_at(f, 8)))
+    _need(f, 4, "VTG")  # older form: course true, course magnetic, knots, km/h
+    return VTG(talker, _float(f[0]), _float(f[1]), _float(f[2]), _float(f[3]), None)
+
+
+def _gsa(talker: str, f: Fields) -> GSA:
+    _need(f, 17, "GSA")
+    prns = tuple(int(p) for p in f[2:14] if p)
+    # Field 18 is the 4.10 system ID; a SiRF-TriG puts a float there (gpsd beidou-bd.log): ignored.
+    system = _at(f, 17)
+    return GSA(
+        talker,
+        _str(f[0]),
+        _int(f[1]),
+        prns,
+        _float(f[14]),
+        _float(f[15]),
+        _float(f[16]),
+        int(system) if system.isdigit() else None,
+    )
+
+
+def _gsv(talker: str, f: Fields) -> GSV:
+    _need(f, 3, "GSV")
+    # 3 header fields, then 4 per satellite, then (4.10+) one signal ID: the count modulo 4 tells.
+    # With fewer than 4 satellites the group is short, so the signal ID must not be read as a PRN.
+    body = len(f) - 3
+    signal_id: int | None = None
+    if body % 4 == 1:
+        signal_id = int(f[-1], 16) if f[-1] else None  # one hex digit in 4.11 (ST sends "B")
+        body -= 1
+    elif body % 4:
+        raise ValueError(f"GSV with {len(f)} fields")
+    sats = []
+    for i in range(3, 3 + body, 4):
+        prn = _int(f[i])
+        if prn is None:
+            continue  # padding quad (some receivers always send four)
+        sats.append(SatelliteInView(prn, _int(f[i + 1]), _int(f[i + 2]), _int(f[i + 3])))
+    total, num = _int(f[0]), _int(f[1])
+    if total is None or num is None:
+        raise ValueError("GSV without message count")
+    return GSV(talker, total, num, _int(f[2]), tuple(sats), signal_id)
+
+
+def _zda(talker: str, f: Fields) -> ZDA:
+    _need(f, 4, "ZDA")
+    zone = _at(f, 4)
+    msg = ZDA(
+        talker,
+        _time(f[0]),
+        _int(f[1]),
+        _int(f[2]),
+        _int(f[3]),
+        int(zone) if zone else None,  # "+08", "-05", "00"
+        _int(_at(f, 5)),
+    )
+    _ = msg.date  # validate day/month/year now (ValueError -> NmeaError)
+    return msg
+
+
+def _txt(talker: str, f: Fields) -> TXT:
+    if len(f) >= 4:
+        return TXT(talker, _int(f[0]), _int(f[1]), _int(f[2]), ",".join(f[3:]))
+    # Non-standard short form ("$GPTXT,DEFAULT PVT CONFIGURATION", ST Teseo): all of it is text.
+    return TXT(talker, None, None, None, ",".join(f))
+
+
+def _gns(talker: str, f: Fields) -> GNS:
+    _need(f, 12, "GNS")
+    return GNS(
+        talker,
+        _time(f[0]),
+        _lat(f[1], f[2]),
+        _lon(f[3], f[4]),
+        _str(f[5]),
+        _int(f[6]),
+        _float(f[7]),
+        _float(f[8]),
+        _float(f[9]),
+        _float(f[10]),
+        _str(f[11]),
+        _str(_at(f, 12)),
+    )
+
+
+#: Schema: sentence type -> decoder. Talkers are metadata, any 2-character talker is accepted.
+DECODERS: Final[dict[str, Callable[[str, Fields], Message]]] = {
+    "RMC": _rmc,
+    "GGA": _gga,
+    "GLL": _gll,
+    "VTG": _vtg,
+    "GSA": _gsa,
+    "GSV": _gsv,
+    "ZDA": _zda,
+    "TXT": _txt,
+    "GNS": _gns,
+}
+
+
+def parse(raw: RawSentence) -> Message | None:
+    """Decode a framed sentence: None for types we do not handle, ``NmeaError`` on a bad field."""
+    if raw.talker == "P":
+        return None
+    decoder = DECODERS.get(raw.kind)
+    if decoder is None:
+        return None
+    try:
+        return decoder(raw.talker, raw.fields)
+    except NmeaError:
+        raise
+    except (ValueError, IndexError, OverflowError) as exc:
+        raise NmeaError(f"bad {raw.talker}{raw.kind} sentence: {exc}") from exc
