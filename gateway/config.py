@@ -126,6 +126,24 @@ class SlaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DispatchConfig:
+    """How tasks are delivered and how a person's replies are read.
+
+    The vocabularies are matched against a reply with case, spaces and punctuation
+    removed; the longest word that begins the reply wins.
+    """
+
+    accept: tuple[str, ...] = ("1", "ok", "yes", "y", "收到", "好", "好的", "明白", "是", "可以")
+    decline: tuple[str, ...] = ("0", "no", "n", "拒绝", "不行", "不去", "去不了", "无法")
+    on_scene: tuple[str, ...] = ("到", "到达", "已到", "到了", "arrived", "onscene")
+    closed: tuple[str, ...] = ("完成", "办结", "已完成", "处理完毕", "done", "closed")
+    max_text_chars: int = 1000
+    sends_per_device: int = 2
+    poll_interval_s: float = 60.0
+    ref_in_text: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class SerialSettings:
     baudrate: int = 9600
     bytesize: int = 8
@@ -185,6 +203,7 @@ class Config:
     gateway: GatewayConfig
     mqtt: MqttConfig
     sla: SlaConfig = field(default_factory=SlaConfig)
+    dispatch: DispatchConfig = field(default_factory=DispatchConfig)
     links: tuple[LinkConfig, ...] = ()
     units: tuple[UnitConfig, ...] = ()
     source: Path | None = None
@@ -605,14 +624,17 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
 
 def parse_config(data: Mapping[str, object], *, base_dir: Path, env: Mapping[str, str]) -> Config:
     """Validate a parsed TOML document; ``source`` stays ``None`` (:func:`load_config` sets it)."""
-    _reject_unknown(data, "", ("gateway", "mqtt", "sla", "links", "units"))
+    _reject_unknown(data, "", ("gateway", "mqtt", "sla", "dispatch", "links", "units"))
     gateway = _parse_gateway(_table(data.get("gateway", {}), "gateway"), base_dir)
     mqtt = _parse_mqtt(_table(data.get("mqtt", {}), "mqtt"), base_dir, env, gateway)
     sla = _parse_sla(_table(data.get("sla", {}), "sla"))
+    dispatch = _parse_dispatch(_table(data.get("dispatch", {}), "dispatch"))
     links = [_parse_link(table, f"links[{i}]") for i, table in _array_of_tables(data, "links")]
     _check_unique_links(links)
     bound_links, units = _parse_units(_array_of_tables(data, "units"), links)
-    return Config(gateway=gateway, mqtt=mqtt, sla=sla, links=bound_links, units=units)
+    return Config(
+        gateway=gateway, mqtt=mqtt, sla=sla, dispatch=dispatch, links=bound_links, units=units
+    )
 
 
 def _array_of_tables(
@@ -793,6 +815,45 @@ def _parse_sla(table: Mapping[str, object]) -> SlaConfig:
             "sla.escalate_before_s", f"must be less than {first} ({deadlines[first]:g})"
         )
     return SlaConfig(**v)
+
+
+def _vocabulary(value: tuple[str, ...] | list[str], key: str) -> tuple[str, ...]:
+    words = tuple(value)
+    if not words or not all(w.strip() for w in words):
+        raise ConfigError(key, "needs at least one word, and no empty ones")
+    return words
+
+
+DISPATCH_OPTIONS: Final[Mapping[str, OptionSpec]] = {
+    "accept": OptionSpec("str_list", DispatchConfig().accept, _vocabulary),
+    "decline": OptionSpec("str_list", DispatchConfig().decline, _vocabulary),
+    "on_scene": OptionSpec("str_list", DispatchConfig().on_scene, _vocabulary),
+    "closed": OptionSpec("str_list", DispatchConfig().closed, _vocabulary),
+    "max_text_chars": OptionSpec("int", 1000, _int_range(1, 10_000)),
+    "sends_per_device": OptionSpec("int", 2, _int_range(1, 10)),
+    "poll_interval_s": OptionSpec("float", 60.0, _positive),
+    "ref_in_text": OptionSpec("bool", True),
+}
+
+
+def _words(value: object) -> tuple[str, ...]:
+    assert isinstance(value, tuple | list)
+    return tuple(str(word) for word in value)
+
+
+def _parse_dispatch(table: Mapping[str, object]) -> DispatchConfig:
+    _reject_unknown(table, "dispatch", DISPATCH_OPTIONS)
+    v = _read(table, "dispatch", DISPATCH_OPTIONS)
+    return DispatchConfig(
+        accept=_words(v["accept"]),
+        decline=_words(v["decline"]),
+        on_scene=_words(v["on_scene"]),
+        closed=_words(v["closed"]),
+        max_text_chars=_int(v["max_text_chars"]),
+        sends_per_device=_int(v["sends_per_device"]),
+        poll_interval_s=_float(v["poll_interval_s"]),
+        ref_in_text=bool(v["ref_in_text"]),
+    )
 
 
 # --- links ---------------------------------------------------------------------------------------
@@ -1014,6 +1075,10 @@ def effective_config(cfg: Config) -> dict[str, object]:
         },
         "mqtt": mqtt,
         "sla": {f.name: getattr(cfg.sla, f.name) for f in dataclasses.fields(SlaConfig)},
+        "dispatch": {
+            f.name: _plain(getattr(cfg.dispatch, f.name))
+            for f in dataclasses.fields(DispatchConfig)
+        },
         "links": [_effective_link(link) for link in cfg.links],
         "units": [
             {"id": unit.id, "name": unit.name, "devices": [str(d) for d in unit.devices]}

@@ -104,3 +104,42 @@ class LinkCounters:
     def reject(self, reason: str) -> None:
         self.rejected += 1
         self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class UnitAnswer:
+    """An answer a protocol carries natively (a status key, a chosen answer to a question).
+
+    ``stage`` is a task stage (``acknowledged``, ``declined``, ``on_scene``, ``feedback``,
+    ``closed``); ``ref`` names the task when the protocol says which one it answers.
+    """
+
+    device: DeviceRef
+    stage: str
+    at: datetime
+    ref: str | None = None
+
+
+class Delivery(enum.StrEnum):
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class TextOrder:
+    """Text for one device on a link: a task (or free text) on its way to a person."""
+
+    address: str
+    text: str
+    priority: int  # gateway.channel.URGENT / NORMAL / ROUTINE
+    voice: bool = False
+    key: str = ""  # what the order belongs to (task id and unit), for logs
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """How a :class:`TextOrder` ended: confirmed by the device at protocol level, or not."""
+
+    outcome: Delivery
+    reason: str | None = None
+    transmissions: int = 0

@@ -1,0 +1,293 @@
+"""Positions benchmark: NMEA fixes into a pty, through the daemon, to a subscriber on mosquitto.
+
+Prints one JSON object per line:
+
+* ``ceiling``: a bare paho-mqtt client publishing the daemon's own position payloads
+  (QoS 0, retained) to the same broker, as delivered to the same kind of subscriber;
+* ``saturated``: positions per second the daemon delivers when the pty is written as
+  fast as it takes, and its ratio to the ceiling (target: at least 0.5);
+* ``latency``: at a steady 1,000 fixes/s, the time from writing a fix's sentences to the
+  pty until the subscriber has the position, p50/p99/p99.9 in ms (targets: p99 < 5 ms,
+  p99.9 < 20 ms);
+* ``memory``: the daemon's peak RSS (target: under 80 MB).
+
+Run from the repository: ``.venv/bin/python bench/positions.py [--quick]``. Needs mosquitto.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tty
+from multiprocessing.queues import Queue
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from firmware_stubs.nmea_gps import NmeaGps  # noqa: E402 - after the path set-up
+from gateway.broker import Mosquitto  # noqa: E402
+
+TOPIC = "fieldlink/bench/units/bench/position"
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, round(p / 100 * (len(sorted_values) - 1)))
+    return sorted_values[index]
+
+
+def subscriber(port: int, ready: Any, results: Queue[Any], quiet_s: float, limit_s: float) -> None:
+    """Count (and timestamp) every position; report after ``quiet_s`` without one."""
+    received: list[tuple[float, bytes]] = []
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+
+    def on_message(_c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
+        received.append((time.monotonic(), bytes(msg.payload)))
+
+    def on_subscribe(*_args: object) -> None:
+        ready.set()
+
+    client.on_message = on_message
+    client.on_subscribe = on_subscribe
+    client.connect("127.0.0.1", port)
+    client.subscribe(TOPIC, 0)
+    client.loop_start()
+    start = time.monotonic()
+    last_count = -1
+    last_change = time.monotonic()
+    while time.monotonic() - start < limit_s:
+        time.sleep(0.2)
+        if len(received) != last_count:
+            last_count = len(received)
+            last_change = time.monotonic()
+        elif received and time.monotonic() - last_change > quiet_s:
+            break
+    client.loop_stop()
+    client.disconnect()
+    results.put(received)
+
+
+class Subscriber:
+    def __init__(self, port: int, *, quiet_s: float = 1.5, limit_s: float = 120.0) -> None:
+        ctx = mp.get_context("spawn")
+        self.ready = ctx.Event()
+        self.results: Queue[Any] = ctx.Queue()
+        self.proc = ctx.Process(
+            target=subscriber, args=(port, self.ready, self.results, quiet_s, limit_s)
+        )
+        self.proc.start()
+        if not self.ready.wait(10):
+            raise RuntimeError("subscriber did not subscribe")
+
+    def collect(self) -> list[tuple[float, bytes]]:
+        received: list[tuple[float, bytes]] = self.results.get(timeout=180)
+        self.proc.join(10)
+        return [r for r in received if not r[1].startswith(b"{}")]
+
+
+def rate(received: list[tuple[float, bytes]]) -> float:
+    if len(received) < 2:
+        return 0.0
+    return (len(received) - 1) / (received[-1][0] - received[0][0])
+
+
+def sample_payloads(count: int) -> list[bytes]:
+    payload = {
+        "lat": 31.2304123,
+        "lon": 121.4737456,
+        "alt_m": 12.0,
+        "speed_kmh": 36.0,
+        "course_deg": 90.0,
+        "satellites": 12,
+        "hdop": 0.9,
+        "fix_time": "2026-11-28T12:00:00.000Z",
+        "received_at": "2026-11-28T12:00:00.001Z",
+        "source": "nmea",
+        "link": "gps0",
+    }
+    out = []
+    for i in range(count):
+        payload["lat"] = 31.2304123 + i * 1e-7
+        out.append(json.dumps(payload, separators=(",", ":")).encode())
+    return out
+
+
+def measure_ceiling(broker: Mosquitto, count: int) -> float:
+    """A bare paho client publishing the same payloads as fast as it can."""
+    sub = Subscriber(broker.port)
+    payloads = sample_payloads(count)
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    for payload in payloads:
+        client.publish(TOPIC, payload, 0, True)
+    deadline = time.monotonic() + 60
+    while client.want_write() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    received = sub.collect()
+    client.loop_stop()
+    client.disconnect()
+    return rate(received)
+
+
+def start_daemon(tmp: Path, broker: Mosquitto, device: str) -> subprocess.Popen[bytes]:
+    config = tmp / "config.toml"
+    config.write_text(
+        f"""
+[gateway]
+id = "bench"
+data_dir = "{tmp / "data"}"
+log_level = "warning"
+
+[mqtt]
+url = "{broker.url}"
+
+[[links]]
+name = "gps0"
+protocol = "nmea"
+url = "{device}"
+baudrate = 115200
+unit = "bench"
+"""
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "run", "-c", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / "daemon.log").open("wb"),
+    )
+    time.sleep(1.5)  # connect, open the link
+    return proc
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def measure_saturated(broker: Mosquitto, master: int, fixes: int) -> float:
+    gps = NmeaGps(profile="minimal", rate_hz=100_000)
+    chunks = [b"".join(gps.epoch() for _ in range(50)) for _ in range(fixes // 50)]
+    sub = Subscriber(broker.port)
+    for chunk in chunks:
+        write_all(master, chunk)
+    return rate(sub.collect())
+
+
+def measure_latency(broker: Mosquitto, master: int, seconds: float) -> dict[str, float]:
+    gps = NmeaGps(profile="minimal", rate_hz=1000)
+    written: dict[str, float] = {}
+    sub = Subscriber(broker.port)
+    period = 0.001
+    start = time.monotonic()
+    count = int(seconds * 1000)
+    for i in range(count):
+        due = start + i * period
+        while (now := time.monotonic()) < due:
+            if due - now > 0.0003:
+                time.sleep(due - now - 0.0002)
+        data = gps.epoch()
+        stamp = time.monotonic()
+        write_all(master, data)
+        written[gps.time.strftime("%H:%M:%S.%f")[:-3]] = stamp
+    received = sub.collect()
+    latencies = []
+    for at, payload in received:
+        fix_time = json.loads(payload)["fix_time"][11:23]
+        sent = written.get(fix_time)
+        if sent is not None:
+            latencies.append((at - sent) * 1000)
+    latencies.sort()
+    return {
+        "fixes_written": count,
+        "positions_received": len(latencies),
+        "p50_ms": round(percentile(latencies, 50), 3),
+        "p99_ms": round(percentile(latencies, 99), 3),
+        "p99_9_ms": round(percentile(latencies, 99.9), 3),
+        "max_ms": round(latencies[-1], 3) if latencies else float("nan"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
+    args = parser.parse_args()
+    fixes = 20_000 if args.quick else 100_000
+    latency_s = 3.0 if args.quick else 15.0
+
+    with tempfile.TemporaryDirectory(prefix="fieldlink-bench-") as tmp_name, Mosquitto() as broker:
+        tmp = Path(tmp_name)
+        ceiling = measure_ceiling(broker, fixes)
+        print(json.dumps({"figure": "ceiling", "publisher": "paho-mqtt", "msgs_per_s": round(ceiling)}))
+
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        link = tmp / "gps0"
+        link.symlink_to(os.ttyname(slave))
+        daemon = start_daemon(tmp, broker, str(link))
+        try:
+            saturated = measure_saturated(broker, master, fixes)
+            print(
+                json.dumps(
+                    {
+                        "figure": "saturated",
+                        "positions_per_s": round(saturated),
+                        "ratio_to_ceiling": round(saturated / ceiling, 3),
+                        "target_ratio": 0.5,
+                    }
+                )
+            )
+            time.sleep(1.0)
+            latency = measure_latency(broker, master, latency_s)
+            print(
+                json.dumps(
+                    {
+                        "figure": "latency",
+                        "rate_per_s": 1000,
+                        **latency,
+                        "target_p99_ms": 5,
+                        "target_p99_9_ms": 20,
+                    }
+                )
+            )
+            print(
+                json.dumps(
+                    {
+                        "figure": "memory",
+                        "peak_rss_mb": round(peak_rss_mb(daemon.pid), 1),
+                        "target_mb": 80,
+                    }
+                )
+            )
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(20)
+            os.close(master)
+            os.close(slave)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

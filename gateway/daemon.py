@@ -1,0 +1,478 @@
+"""The running gateway: links and drivers in, the MQTT bridge out, the journal beneath.
+
+:class:`Gateway` is the :class:`~gateway.drivers.base.EventSink` of every driver:
+it resolves devices to units, tracks presence, and hands domain events to the
+MQTT bridge as payload bytes on contract topics. It owns every task it starts
+(one TaskGroup), and :meth:`Gateway.run` returns only after a graceful stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gateway import __version__, payloads
+from gateway.channel import NORMAL
+from gateway.clock import clock_sync
+from gateway.config import Config, effective_config
+from gateway.dispatch import Dispatcher
+from gateway.drivers import DRIVERS
+from gateway.drivers.base import TextSender
+from gateway.errors import ConfigError, FieldlinkError
+from gateway.journal import Journal, OutboxFull
+from gateway.links import LinkSupervisor
+from gateway.model import (
+    Availability,
+    Delivery,
+    DeviceRef,
+    LinkCounters,
+    LinkStatus,
+    Position,
+    Presence,
+    TextFromUnit,
+    TextOrder,
+    UnitAnswer,
+    rfc3339,
+    utc_now,
+)
+from gateway.mqtt import InboundMessage, MqttBridge
+from gateway.replies import distance_m
+from gateway.systemd import Notifier
+from gateway.topics import Topics
+from gateway.units import UnitDirectory
+
+log = logging.getLogger(__name__)
+
+PRESENCE_CHECK_INTERVAL_S = 1.0
+DEFAULT_OFFLINE_AFTER_S = {"nmea": 30.0}
+FALLBACK_OFFLINE_AFTER_S = 1800.0
+
+
+class RequestError(FieldlinkError, ValueError):
+    """A request that cannot be answered; the message goes back to the requester."""
+
+
+class Gateway:
+    """Wire configuration, journal, links and MQTT together; run until stopped."""
+
+    def __init__(self, config: Config, *, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.started_at = utc_now()
+        self._started_mono = time.monotonic()
+        self.topics = Topics(config.mqtt.base_topic, config.gateway.id)
+        self.units = UnitDirectory(config)
+        self.notifier = notifier or Notifier()
+        self.counters: dict[str, LinkCounters] = {}
+        self.supervisors: list[LinkSupervisor] = []
+        for index, link in enumerate(config.links):
+            if not link.enabled:
+                continue
+            driver_class = DRIVERS.get(link.protocol)
+            if driver_class is None:
+                raise ConfigError(
+                    f"links[{index}].protocol",
+                    f"{link.protocol} links are not supported by fieldlink {__version__} yet"
+                    f" (supported: {', '.join(sorted(DRIVERS))})",
+                )
+            counters = LinkCounters()
+            self.counters[link.name] = counters
+            driver = driver_class(link, self, counters)
+            self.supervisors.append(LinkSupervisor(link, driver, counters, self._link_status))
+        self.journal = Journal.open(
+            config.gateway.data_dir / "journal.sqlite",
+            outbox_max_rows=config.mqtt.outbox_max_rows,
+        )
+        self._by_link = {sup.cfg.name: sup for sup in self.supervisors}
+        self.bridge = MqttBridge(
+            config.mqtt,
+            self.topics,
+            self.journal,
+            version=__version__,
+            started_at=self.started_at,
+            on_inbound=self._on_inbound,
+        )
+        self.dispatcher = Dispatcher(
+            config, self.journal, self.topics, emit=self._emit, senders=self._sender_for
+        )
+        self._last_position: dict[str, bytes] = {}
+        # Presence: unit -> (state, since, via, last heard on the monotonic clock)
+        self._last_heard: dict[str, tuple[float, str, float]] = {}
+        self._availability: dict[str, Availability] = {}
+        self.inbound_rejected = 0
+        self._stop = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    # -- EventSink -------------------------------------------------------------
+
+    def heard(self, device: DeviceRef) -> None:
+        unit = self.units.resolve(device)
+        now = time.monotonic()
+        offline_after = self._offline_after(device.link)
+        self._last_heard[unit] = (now, device.link, offline_after)
+        if self._availability.get(unit) is not Availability.ONLINE:
+            self._set_availability(unit, Availability.ONLINE, device.link)
+
+    def position(self, position: Position) -> None:
+        unit = self.units.resolve(position.device)
+        payload = payloads.position(position)
+        self._last_position[unit] = payload
+        self.bridge.set_retained(self.topics.position(unit), payload, qos=0)
+        self.dispatcher.on_position(unit, position.lat, position.lon, position.received_at)
+
+    def text(self, text: TextFromUnit) -> None:
+        unit = self.units.resolve(text.device)
+        if self.dispatcher.on_reply(unit, text.text, text.at):
+            return
+        body = {"text": text.text, "at": rfc3339(text.at), "link": text.device.link}
+        self._emit(self.topics.message(unit), payloads.dumps(body))
+
+    def answer(self, answer: UnitAnswer) -> None:
+        unit = self.units.resolve(answer.device)
+        if not self.dispatcher.on_answer(unit, answer.stage, answer.ref, answer.at):
+            log.info("unit %s answered %s with no task open", unit, answer.stage)
+
+    # -- state published as retained topics ------------------------------------
+
+    def _offline_after(self, link: str) -> float:
+        cfg = self.units.link(link)
+        value = cfg.options.get("offline_after_s") if cfg else None
+        if isinstance(value, int | float):
+            return float(value)
+        protocol = cfg.protocol if cfg else ""
+        return DEFAULT_OFFLINE_AFTER_S.get(protocol, FALLBACK_OFFLINE_AFTER_S)
+
+    def _set_availability(self, unit: str, state: Availability, via: str) -> None:
+        self._availability[unit] = state
+        presence = Presence(DeviceRef(via), state, utc_now())
+        log.info("unit %s %s via %s", unit, state.value, via)
+        self.bridge.set_retained(
+            self.topics.availability(unit), payloads.availability(presence, via), qos=1
+        )
+
+    def _link_status(self, status: LinkStatus) -> None:
+        self.bridge.set_retained(
+            self.topics.link_state(status.link), payloads.link_state(status), qos=1
+        )
+
+    def _emit(self, topic: str, payload: bytes) -> None:
+        try:
+            self.bridge.emit(topic, payload)
+        except OutboxFull as exc:
+            log.error("event lost: %s", exc)  # noqa: TRY400 - the cause is stated, no trace needed
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "started_at": rfc3339(self.started_at),
+            "links": [
+                {"name": s.cfg.name, "protocol": s.cfg.protocol, "url": s.cfg.url}
+                for s in self.supervisors
+            ],
+            "units": [
+                {"id": u.id, "name": u.name, "devices": [str(d) for d in u.devices]}
+                for u in self.config.units
+            ],
+            "config": effective_config(self.config),
+        }
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "at": rfc3339(utc_now()),
+            "uptime_s": round(time.monotonic() - self._started_mono, 1),
+            "outbox_depth": self.journal.outbox_depth,
+            "mqtt": {
+                "connected": self.bridge.connected,
+                "connects": self.bridge.connects,
+                "published": self.bridge.published,
+                "inbound_rejected": self.inbound_rejected + self.bridge.inbound_rejected,
+            },
+            "links": {
+                s.cfg.name: {
+                    "state": s.status.state.value,
+                    "rx_bytes": s.counters.rx_bytes,
+                    "tx_bytes": s.counters.tx_bytes,
+                    "frames": s.counters.frames,
+                    "positions": s.counters.positions,
+                    "rejected": s.counters.rejected,
+                    "rejected_by_reason": dict(s.counters.rejected_by_reason),
+                    "reconnects": s.counters.reconnects,
+                }
+                for s in self.supervisors
+            },
+            "clock": clock_sync(),
+        }
+
+    # -- inbound -----------------------------------------------------------------
+
+    async def _on_inbound(self, message: InboundMessage) -> None:
+        """Handle one inbound message (already journaled by the bridge)."""
+        if not message.seq:  # refused by the bridge (oversize): answer, nothing else
+            self.inbound_rejected += 1
+            await self._answer(message, None, "error", error="payload too large")
+            return
+        topic = message.topic
+        if topic == self.topics.dispatch:
+            outcome, reason = self.dispatcher.dispatch(message.payload)
+        elif topic == self.topics.cancel:
+            outcome, reason = self.dispatcher.cancel(message.payload)
+        elif topic.startswith(self.topics.request("")):
+            await self._on_request(message, topic.rsplit("/", 1)[-1])
+            return
+        else:
+            log.warning("inbound message on unexpected topic %s ignored", topic)
+            return
+        if outcome == "rejected":
+            self.inbound_rejected += 1
+        status = "error" if outcome == "rejected" else "ok"
+        await self._answer(message, None, status, data={"outcome": outcome}, error=reason)
+
+    async def _answer(
+        self,
+        message: InboundMessage,
+        command: str | None,
+        status: str,
+        *,
+        data: object = None,
+        error: str | None = None,
+        transaction: object = None,
+    ) -> None:
+        """Reply on ``response/<command>`` (requests) and on the MQTT 5 response topic."""
+        body: dict[str, Any] = {"status": status}
+        if transaction is not None:
+            body["transaction"] = transaction
+        if data is not None:
+            body["data"] = data
+        if error:
+            body["error"] = error
+        payload = payloads.dumps(body)
+        if command is not None:
+            await self.bridge.respond(self.topics.response(command), payload)
+        if message.response_topic:
+            await self.bridge.respond(
+                message.response_topic, payload, correlation_data=message.correlation_data
+            )
+
+    async def _on_request(self, message: InboundMessage, command: str) -> None:
+        try:
+            request = json.loads(message.payload or b"{}")
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self.inbound_rejected += 1
+            await self._answer(message, command, "error", error=f"malformed JSON: {exc}")
+            return
+        if not isinstance(request, dict):
+            self.inbound_rejected += 1
+            await self._answer(message, command, "error", error="a request is a JSON object")
+            return
+        transaction = request.get("transaction")
+        handler = self._requests.get(command)
+        if handler is None:
+            self.inbound_rejected += 1
+            await self._answer(
+                message, command, "error", error=f"unknown command {command[:40]!r}",
+                transaction=transaction,
+            )  # fmt: skip
+            return
+        try:
+            data = await handler(request)
+        except RequestError as exc:
+            self.inbound_rejected += 1
+            await self._answer(message, command, "error", error=str(exc), transaction=transaction)
+            return
+        await self._answer(message, command, "ok", data=data, transaction=transaction)
+
+    # -- requests ------------------------------------------------------------------
+
+    @property
+    def _requests(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[object]]]:
+        return {
+            "task_status": self._req_task_status,
+            "units": self._req_units,
+            "nearest_units": self._req_nearest_units,
+            "sla": self._req_sla,
+            "poll_location": self._req_poll_location,
+            "send_text": self._req_send_text,
+        }
+
+    def _unit_arg(self, request: dict[str, Any]) -> str:
+        unit = request.get("unit")
+        if not isinstance(unit, str) or not self.dispatcher.known_unit(unit):
+            raise RequestError("unit must name a configured unit")
+        return unit
+
+    async def _req_task_status(self, request: dict[str, Any]) -> object:
+        task_id = request.get("task_id")
+        if not isinstance(task_id, str):
+            raise RequestError("task_id must be a string")
+        status = self.dispatcher.status(task_id)
+        if status is None:
+            raise RequestError(f"unknown task {task_id[:128]!r}")
+        return status
+
+    def _unit_summary(self, unit_id: str, name: str) -> dict[str, Any]:
+        summary: dict[str, Any] = {"id": unit_id, "name": name}
+        state = self._availability.get(unit_id)
+        summary["availability"] = state.value if state else "unknown"
+        last = self._last_position.get(unit_id)
+        if last is not None:
+            summary["position"] = json.loads(last)
+        return summary
+
+    async def _req_units(self, request: dict[str, Any]) -> object:
+        del request
+        return [self._unit_summary(u.id, u.name) for u in self.config.units]
+
+    async def _req_nearest_units(self, request: dict[str, Any]) -> object:
+        lat, lon = request.get("lat"), request.get("lon")
+        limit = request.get("limit", 5)
+        if not isinstance(lat, int | float) or not isinstance(lon, int | float):
+            raise RequestError("lat and lon must be numbers")
+        if not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise RequestError("limit must be an integer 1..1000")
+        ranked = []
+        for unit in self.config.units:
+            last = self._last_position.get(unit.id)
+            if last is None:
+                continue
+            pos = json.loads(last)
+            distance = distance_m(float(lat), float(lon), pos["lat"], pos["lon"])
+            entry = self._unit_summary(unit.id, unit.name)
+            entry["distance_m"] = round(distance, 1)
+            ranked.append(entry)
+        ranked.sort(key=lambda e: float(e["distance_m"]))
+        return ranked[:limit]
+
+    async def _req_sla(self, request: dict[str, Any]) -> object:
+        from gateway import sla  # noqa: PLC0415 - the report is rarely asked for
+
+        since_text = request.get("since")
+        now = utc_now()
+        try:
+            since = sla.parse_since(since_text, now) if isinstance(since_text, str) else None
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        report = sla.build_report(self.journal.db.conn, self.config.sla, since=since, now=now)
+        return sla.report_to_json(report)
+
+    async def _req_poll_location(self, request: dict[str, Any]) -> object:
+        unit = self._unit_arg(request)
+        polled = []
+        for device in self._devices_of(unit):
+            sender = self._sender_for(device)
+            if sender is None or not sender.can_reach(device.address):
+                continue
+            if await asyncio.wait_for(sender.poll_location(device.address), 30):
+                polled.append(str(device))
+        if not polled:
+            raise RequestError(f"no reachable device of {unit} can be asked for a position")
+        return {"polled": polled}
+
+    async def _req_send_text(self, request: dict[str, Any]) -> object:
+        unit = self._unit_arg(request)
+        text = request.get("text")
+        limit = self.config.dispatch.max_text_chars
+        if not isinstance(text, str) or not text.strip() or len(text) > limit:
+            raise RequestError(f"text must be 1..{limit} characters")
+        for device in self._devices_of(unit):
+            sender = self._sender_for(device)
+            if sender is None or not sender.can_reach(device.address):
+                continue
+            order = TextOrder(device.address, text, NORMAL, key=f"text/{unit}")
+            report = await sender.send_text(order, lambda: None)
+            if report.outcome is Delivery.DELIVERED:
+                return {"device": str(device), "outcome": report.outcome.value}
+        raise RequestError(f"no device of {unit} confirmed the text")
+
+    def _devices_of(self, unit: str) -> tuple[DeviceRef, ...]:
+        for cfg in self.config.units:
+            if cfg.id == unit:
+                return cfg.devices
+        return ()
+
+    def _sender_for(self, device: DeviceRef) -> TextSender | None:
+        supervisor = self._by_link.get(device.link)
+        if supervisor is None:
+            return None
+        driver = supervisor.driver
+        return driver if isinstance(driver, TextSender) else None
+
+    # -- running -----------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _replay_unhandled(self) -> None:
+        """Inbound messages journaled but not handled before a crash: handle them now
+        (task ids make this idempotent)."""
+        for row in self.journal.unhandled_inbound():
+            message = InboundMessage(
+                row.seq, row.topic, row.payload, row.response_topic, row.correlation_data
+            )
+            await self._on_inbound(message)
+            self.journal.mark_handled(row.seq)
+
+    async def run(self) -> None:
+        self.bridge.set_retained(self.topics.info, payloads.dumps(self.info()), qos=1)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tasks["mqtt"] = tg.create_task(self.bridge.run(), name="mqtt")
+                self._tasks["dispatch"] = tg.create_task(self.dispatcher.run(), name="dispatch")
+                await self._replay_unhandled()
+                for sup in self.supervisors:
+                    self._tasks[f"link:{sup.cfg.name}"] = tg.create_task(
+                        sup.run(), name=f"link:{sup.cfg.name}"
+                    )
+                self._tasks["presence"] = tg.create_task(self._presence_loop(), name="presence")
+                self._tasks["health"] = tg.create_task(self._health_loop(), name="health")
+                if self.notifier.watchdog_interval_s:
+                    self._tasks["watchdog"] = tg.create_task(
+                        self._watchdog_loop(self.notifier.watchdog_interval_s), name="watchdog"
+                    )
+                self.notifier.ready(f"{len(self.supervisors)} links")
+                log.info(
+                    "fieldlink %s started: gateway %s, %d links, %d units",
+                    __version__,
+                    self.config.gateway.id,
+                    len(self.supervisors),
+                    len(self.config.units),
+                )
+                await self._stop.wait()
+                self.notifier.stopping()
+                log.info("stopping: flushing the outbox")
+                for name, task in self._tasks.items():
+                    if name != "mqtt":
+                        task.cancel()
+                self.bridge.stop()
+        finally:
+            self.journal.close()
+
+    def alive(self) -> list[str]:
+        """Names of the essential tasks that have died (empty when all is well)."""
+        return [name for name, task in self._tasks.items() if task.done()]
+
+    async def _watchdog_loop(self, interval_s: float) -> None:
+        while True:
+            dead = self.alive()
+            if dead:
+                log.error("watchdog withheld: %s not running", ", ".join(dead))
+            else:
+                self.notifier.watchdog()
+            await asyncio.sleep(interval_s)
+
+    async def _presence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_CHECK_INTERVAL_S)
+            now = time.monotonic()
+            for unit, (last, via, offline_after) in list(self._last_heard.items()):
+                silent = now - last >= offline_after
+                if silent and self._availability.get(unit) is Availability.ONLINE:
+                    self._set_availability(unit, Availability.OFFLINE, via)
+
+    async def _health_loop(self) -> None:
+        interval = self.config.mqtt.health_interval_s
+        while True:
+            self.bridge.set_retained(self.topics.health, payloads.dumps(self.health()), qos=0)
+            await asyncio.sleep(interval)

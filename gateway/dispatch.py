@@ -1,0 +1,683 @@
+"""Dispatch: tasks from MQTT to the right unit's radio, followed to acknowledgement,
+arrival on scene and closure, every stage journaled before it is published.
+
+The service depends on drivers only through :class:`~gateway.drivers.base.TextSender`;
+it never knows which radio protocol carries a task.
+
+Per task and unit (an *assignment*) the stages run::
+
+    received -> queued -> transmitted -> delivered -> acknowledged | declined
+             -> on_scene -> feedback -> closed
+
+with the terminal failures ``failed``, ``expired``, ``cancelled`` and ``rejected``, and
+``escalated`` (once per deadline) when an SLA deadline is about to pass with its stage
+not reached. A stage is recorded once (``stages`` table, first time wins) in the same
+transaction as its outbox event, so a restart never publishes a stage twice with two
+different times and never loses one.
+
+Delivery: a unit's devices are tried in the configured order; the first whose link is
+up gets the text, queued on its link's channel by priority; a device that fails (no
+protocol-level confirmation after the driver's retries, a rejection, a dropped link)
+hands over to the next. Each device gets at most ``dispatch.sends_per_device`` sends
+of a task across restarts (counted in the journal before the bytes go out), so a task
+is never transmitted more often than that times the driver's own retry bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Container
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from gateway import payloads
+from gateway.channel import PRIORITIES
+from gateway.config import Config
+from gateway.drivers.base import TextSender
+from gateway.errors import FieldlinkError
+from gateway.journal import Journal
+from gateway.model import Delivery, DeviceRef, TextOrder, rfc3339, utc_now
+from gateway.replies import ReplyReader, distance_m
+from gateway.taskstore import TaskRow, TaskStore
+from gateway.topics import Topics
+
+log = logging.getLogger(__name__)
+
+TERMINAL = frozenset({"failed", "expired", "cancelled", "rejected", "declined", "closed"})
+DEADLINES = (
+    ("acknowledged", "acknowledge_s"),
+    ("on_scene", "on_scene_s"),
+    ("feedback", "feedback_s"),
+    ("closed", "close_s"),
+)
+TICK_S = 0.25
+"""How often deadlines, expiry and waiting deliveries are looked at."""
+UNREACHABLE_RETRY_S = 1.0
+"""While no device of a unit is reachable, look again this often (until the ack deadline)."""
+TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+UNIT_ID_RE = re.compile(r"[a-z0-9_-]{1,64}")
+
+
+class TaskRejected(FieldlinkError, ValueError):
+    """A task or cancel that fails validation; ``task_id`` when it had a usable one."""
+
+    def __init__(self, reason: str, task_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.task_id = task_id
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    lat: float
+    lon: float
+    radius_m: float
+    address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    task_id: str
+    units: tuple[str, ...]
+    text: str
+    priority: str
+    created_at: datetime
+    voice: bool = False
+    incident: Incident | None = None
+    category: str | None = None
+    expires_at: datetime | None = None
+
+
+def _time(value: object, key: str, task_id: str) -> datetime:
+    if not isinstance(value, str):
+        raise TaskRejected(f"{key} must be an RFC 3339 time string", task_id)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise TaskRejected(f"{key} is not an RFC 3339 time: {value[:40]!r}", task_id) from None
+    if moment.tzinfo is None:
+        raise TaskRejected(f"{key} needs a time zone (Z or +08:00)", task_id)
+    return moment
+
+
+def _number(value: object, key: str, task_id: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TaskRejected(f"{key} must be a number", task_id)
+    if not low <= value <= high:
+        raise TaskRejected(f"{key} must be within {low:g}..{high:g}", task_id)
+    return float(value)
+
+
+def _units(value: object, known_units: Container[str], task_id: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(u, str) for u in value):
+        raise TaskRejected("units must be a non-empty list of unit ids", task_id)
+    if len(set(value)) != len(value):
+        raise TaskRejected("units lists a unit twice", task_id)
+    strangers = [u for u in value if u not in known_units]
+    if strangers:
+        raise TaskRejected(f"unknown units: {', '.join(strangers[:10])}", task_id)
+    return value
+
+
+def _incident(value: object, task_id: str) -> Incident | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TaskRejected("incident must be an object", task_id)
+    address = value.get("address")
+    if address is not None and not isinstance(address, str):
+        raise TaskRejected("incident.address must be a string", task_id)
+    return Incident(
+        _number(value.get("lat"), "incident.lat", task_id, -90, 90),
+        _number(value.get("lon"), "incident.lon", task_id, -180, 180),
+        _number(value.get("radius_m", 100), "incident.radius_m", task_id, 1, 100_000),
+        address,
+    )
+
+
+TASK_KEYS = frozenset(
+    {"task_id", "units", "text", "priority", "voice", "incident", "category", "created_at",
+     "expires_at"}
+)  # fmt: skip
+
+
+def parse_task(payload: bytes, known_units: Container[str], *, max_text_chars: int) -> Task:
+    """Validate a task (SPEC section 5); raise :class:`TaskRejected` with the reason."""
+    try:
+        obj = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TaskRejected(f"malformed JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise TaskRejected("a task is a JSON object")
+    task_id = obj.get("task_id")
+    if not isinstance(task_id, str) or not TASK_ID_RE.fullmatch(task_id):
+        raise TaskRejected("task_id must be 1-128 characters of [A-Za-z0-9._:-]")
+    unknown_keys = sorted(set(obj) - TASK_KEYS)
+    if unknown_keys:
+        raise TaskRejected(f"unknown keys: {', '.join(unknown_keys)}", task_id)
+    units = _units(obj.get("units"), known_units, task_id)
+    text = obj.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise TaskRejected("text must be a non-empty string", task_id)
+    if len(text) > max_text_chars:
+        raise TaskRejected(f"text is {len(text)} characters, over {max_text_chars}", task_id)
+    priority = obj.get("priority", "normal")
+    if priority not in PRIORITIES:
+        raise TaskRejected("priority must be urgent, normal or routine", task_id)
+    voice = obj.get("voice", False)
+    if not isinstance(voice, bool):
+        raise TaskRejected("voice must be true or false", task_id)
+    category = obj.get("category")
+    if category is not None and not isinstance(category, str):
+        raise TaskRejected("category must be a string", task_id)
+    incident = _incident(obj.get("incident"), task_id)
+    created_at = _time(obj.get("created_at"), "created_at", task_id)
+    expires_at = None
+    if obj.get("expires_at") is not None:
+        expires_at = _time(obj.get("expires_at"), "expires_at", task_id)
+    return Task(
+        task_id=task_id,
+        units=tuple(units),
+        text=text,
+        priority=priority,
+        created_at=created_at,
+        voice=voice,
+        incident=incident,
+        category=category,
+        expires_at=expires_at,
+    )
+
+
+@dataclass(eq=False)
+class Assignment:
+    """One unit's part of a task, as the service follows it."""
+
+    row: TaskRow
+    task: Task
+    unit: str
+    reached: dict[str, str] = field(default_factory=dict)  # stage (or escalated:<target>) -> at
+    delivery: asyncio.Task[None] | None = None
+    last_poll: float = 0.0
+
+    def is_ended(self) -> bool:
+        return any(stage in TERMINAL for stage in self.reached)
+
+    @property
+    def key(self) -> str:
+        return f"{self.task.task_id}/{self.unit}"
+
+
+SenderLookup = Callable[[DeviceRef], TextSender | None]
+Respond = Callable[[str, bytes, bytes | None], Awaitable[None]]
+Emit = Callable[[str, bytes], None]
+
+
+class Dispatcher:
+    """The task state machine. Run :meth:`run` as a task; feed it inbound tasks and what
+    units say and where they are."""
+
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        topics: Topics,
+        *,
+        emit: Emit,
+        senders: SenderLookup,
+    ) -> None:
+        self.config = config
+        self._journal = journal
+        self.store = TaskStore(journal)
+        self._topics = topics
+        self._emit = emit
+        self._senders = senders
+        self._reader = ReplyReader(config.dispatch)
+        self._units = {unit.id: unit for unit in config.units}
+        self._assignments: dict[str, list[Assignment]] = {}  # task_id -> assignments
+        self._by_unit: dict[str, list[Assignment]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = asyncio.Event()
+        self.rejected = 0
+
+    # -- intake --------------------------------------------------------------------
+
+    def known_unit(self, unit: str) -> bool:
+        return unit in self._units
+
+    def dispatch(self, payload: bytes) -> tuple[str, str | None]:
+        """Take a task; return ``("accepted"|"duplicate"|"rejected", reason)``."""
+        try:
+            task = parse_task(
+                payload, self._units, max_text_chars=self.config.dispatch.max_text_chars
+            )
+        except TaskRejected as exc:
+            self._reject(exc.task_id, exc.reason)
+            return "rejected", exc.reason
+        now = utc_now()
+        body = payload.decode()
+        with self._journal.transaction():
+            row = self.store.add_task(
+                task_id=task.task_id,
+                body=body,
+                priority=task.priority,
+                created_at=rfc3339(task.created_at),
+                received_at=now,
+                expires_at=rfc3339(task.expires_at) if task.expires_at else None,
+            )
+            if row is None:
+                known = self.store.task(task.task_id)
+                if known is not None and json.loads(known.body) == json.loads(body):
+                    log.info("task %s received again; already journaled", task.task_id)
+                    return "duplicate", None
+                reason = "task_id already used by a different task"
+                self._reject(task.task_id, reason)
+                return "rejected", reason
+            assignments = [Assignment(row, task, unit) for unit in task.units]
+            for a in assignments:
+                self._record(a, "received", at=now)
+        self._track(assignments)
+        log.info(
+            "task %s (#%d, %s) for %s", task.task_id, row.ref, task.priority, ", ".join(task.units)
+        )
+        for a in assignments:
+            self._start_delivery(a)
+        return "accepted", None
+
+    def cancel(self, payload: bytes) -> tuple[str, str | None]:
+        try:
+            obj = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return self._rejected_cancel(None, f"malformed JSON: {exc}")
+        if not isinstance(obj, dict):
+            return self._rejected_cancel(None, "a cancel is a JSON object")
+        task_id = obj.get("task_id")
+        if not isinstance(task_id, str) or not TASK_ID_RE.fullmatch(task_id):
+            return self._rejected_cancel(
+                None, "task_id must be 1-128 characters of [A-Za-z0-9._:-]"
+            )
+        reason = obj.get("reason")
+        detail = reason if isinstance(reason, str) and reason else "cancelled by the centre"
+        assignments = self._assignments.get(task_id)
+        if assignments is None:
+            known = self.store.task(task_id)
+            why = "task already ended" if known is not None else "unknown task"
+            return self._rejected_cancel(task_id, why)
+        for a in assignments:
+            if not a.is_ended():
+                self._end(a, "cancelled", detail=detail[:200])
+        return "accepted", None
+
+    def _rejected_cancel(self, task_id: str | None, reason: str) -> tuple[str, str | None]:
+        self._reject(task_id, f"cancel: {reason}")
+        return "rejected", reason
+
+    def _reject(self, task_id: str | None, reason: str) -> None:
+        self.rejected += 1
+        log.warning("task %s rejected: %s", task_id or "(no usable task_id)", reason)
+        if task_id is None:
+            return
+        body = {"task_id": task_id, "unit": "", "stage": "rejected", "at": rfc3339(utc_now())}
+        body["detail"] = reason
+        self._emit(self._topics.task_events(task_id), payloads.dumps(body))
+
+    def _track(self, assignments: list[Assignment]) -> None:
+        for a in assignments:
+            self._assignments.setdefault(a.task.task_id, []).append(a)
+            self._by_unit.setdefault(a.unit, []).append(a)
+
+    # -- stages --------------------------------------------------------------------
+
+    def _record(
+        self,
+        a: Assignment,
+        stage: str,
+        *,
+        at: datetime | None = None,
+        detail: str | None = None,
+        target: str = "",
+    ) -> bool:
+        """Journal a stage and queue its event, atomically; False if it was recorded before."""
+        key = f"escalated:{target}" if target else stage
+        if key in a.reached:
+            return False
+        at = at or utc_now()
+        since_created = round((at - a.task.created_at).total_seconds(), 3)
+        with self._journal.transaction():
+            row = self.store.record_stage(
+                a.row, a.unit, stage, at, since_created_s=since_created, detail=detail,
+                target=target,
+            )  # fmt: skip
+            if row is None:
+                a.reached[key] = ""
+                return False
+            body: dict[str, Any] = {
+                "task_id": a.task.task_id,
+                "unit": a.unit,
+                "stage": stage,
+                "at": row.at,
+                "since_created_s": since_created,
+            }
+            if detail:
+                body["detail"] = detail
+            if target:
+                body["target"] = target
+            self._emit(self._topics.task_events(a.task.task_id), payloads.dumps(body))
+        a.reached[key] = row.at
+        log.info(
+            "task %s unit %s: %s%s", a.task.task_id, a.unit, stage, f" ({detail})" if detail else ""
+        )
+        return True
+
+    def _end(self, a: Assignment, stage: str, *, detail: str | None = None) -> None:
+        """A terminal stage: record it, stop the delivery, close the task when all ended."""
+        self._record(a, stage, detail=detail)
+        if (
+            a.delivery is not None
+            and not a.delivery.done()
+            and a.delivery is not asyncio.current_task()
+        ):
+            a.delivery.cancel()
+        assignments = self._assignments.get(a.task.task_id, [])
+        if all(x.is_ended() for x in assignments):
+            self.store.close_task(a.task.task_id)
+            self._assignments.pop(a.task.task_id, None)
+            for x in assignments:
+                unit_list = self._by_unit.get(x.unit, [])
+                if x in unit_list:
+                    unit_list.remove(x)
+
+    # -- delivery ------------------------------------------------------------------
+
+    def _start_delivery(self, a: Assignment) -> None:
+        if a.is_ended() or "delivered" in a.reached or "acknowledged" in a.reached:
+            return
+        task = asyncio.get_running_loop().create_task(self._deliver(a), name=f"deliver:{a.key}")
+        a.delivery = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _ack_deadline(self, a: Assignment) -> datetime:
+        deadline = a.task.created_at + timedelta(seconds=self.config.sla.acknowledge_s)
+        if a.task.expires_at is not None:
+            deadline = min(deadline, a.task.expires_at)
+        # A task created long before it reached us still gets one fair try.
+        received = datetime.fromisoformat(a.row.received_at.replace("Z", "+00:00"))
+        return max(deadline, received + timedelta(seconds=UNREACHABLE_RETRY_S * 5))
+
+    async def _deliver(self, a: Assignment) -> None:
+        try:
+            await self._deliver_inner(a)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug here must not take other tasks down
+            log.exception("delivery of %s failed", a.key)
+            self._end(a, "failed", detail="internal error while delivering")
+
+    async def _deliver_inner(self, a: Assignment) -> None:
+        unit = self._units.get(a.unit)
+        devices = unit.devices if unit is not None else ()
+        budget = self.config.dispatch.sends_per_device
+        prefix = f"#{a.row.ref} " if self.config.dispatch.ref_in_text else ""
+        order_text = prefix + a.task.text
+        reasons: dict[str, str] = {}
+        while not a.is_ended():
+            tried = False
+            exhausted = True
+            for device in devices:
+                sender = self._senders(device)
+                if sender is None:
+                    reasons[str(device)] = "cannot carry text"
+                    continue
+                used = self.store.attempts(a.task.task_id, a.unit, device=str(device))
+                if used >= budget:
+                    reasons.setdefault(str(device), f"{used} sends used")
+                    continue
+                exhausted = False
+                if not sender.can_reach(device.address):
+                    reasons[str(device)] = "link down"
+                    continue
+                tried = True
+                if await self._send(a, device, sender, order_text, reasons):
+                    return
+                if a.is_ended():
+                    return
+            if exhausted or (not tried and utc_now() >= self._ack_deadline(a)):
+                summary = "; ".join(f"{d}: {r}" for d, r in reasons.items()) or "no device"
+                self._end(a, "failed", detail=summary[:500])
+                return
+            if not tried:
+                await asyncio.sleep(UNREACHABLE_RETRY_S)
+
+    async def _send(
+        self,
+        a: Assignment,
+        device: DeviceRef,
+        sender: TextSender,
+        text: str,
+        reasons: dict[str, str],
+    ) -> bool:
+        self._record(a, "queued", detail=str(device))
+        attempt = self.store.add_attempt(a.task.task_id, a.unit, str(device), utc_now())
+        order = TextOrder(
+            address=device.address,
+            text=text,
+            priority=PRIORITIES[a.task.priority],
+            voice=a.task.voice,
+            key=a.key,
+        )
+
+        def transmitted() -> None:
+            self._record(a, "transmitted", detail=str(device))
+
+        try:
+            report = await sender.send_text(order, transmitted)
+        except asyncio.CancelledError:
+            self.store.finish_attempt(attempt, "cancelled")
+            raise
+        self.store.finish_attempt(attempt, report.outcome.value, report.reason)
+        if report.outcome is Delivery.DELIVERED:
+            self._record(a, "delivered", detail=str(device))
+            return True
+        reasons[str(device)] = report.reason or "not confirmed"
+        log.warning(
+            "task %s to %s via %s failed: %s", a.task.task_id, a.unit, device, report.reason
+        )
+        return False
+
+    # -- what units say and where they are -----------------------------------------------
+
+    def open_assignments(self, unit: str) -> list[Assignment]:
+        return [a for a in self._by_unit.get(unit, []) if not a.is_ended()]
+
+    def on_reply(self, unit: str, text: str, at: datetime) -> bool:
+        """A person's text; True when it answered a task (else it is a plain message).
+
+        Unclassified text to a task already acknowledged is its ``feedback`` (and is
+        still published as a message, so the centre reads it).
+        """
+        reading = self._reader.read(text)
+        target = self._target(unit, reading.ref)
+        if target is None:
+            return False
+        if reading.stage is None:
+            if "acknowledged" in target.reached:
+                self._record(target, "feedback", at=at, detail=text[:200])
+            return False
+        self._apply_answer(target, reading.stage, at, detail=text[:200])
+        return True
+
+    def on_answer(self, unit: str, stage: str, ref: str | None, at: datetime) -> bool:
+        number = int(ref.lstrip("#")) if ref and ref.lstrip("#").isdigit() else None
+        target = self._target(unit, number)
+        if target is None:
+            return False
+        self._apply_answer(target, stage, at, detail="answer key")
+        return True
+
+    def _target(self, unit: str, ref: int | None) -> Assignment | None:
+        candidates = self.open_assignments(unit)
+        if ref is not None:
+            return next((a for a in candidates if a.row.ref == ref), None)
+        return candidates[-1] if candidates else None
+
+    def _apply_answer(self, a: Assignment, stage: str, at: datetime, *, detail: str) -> None:
+        if stage in {"acknowledged", "declined", "on_scene", "closed"}:
+            # A person's answer proves the radio got it, whatever the protocol said.
+            if "delivered" not in a.reached:
+                self._record(a, "delivered", at=at, detail="implied by a reply")
+            if a.delivery is not None and not a.delivery.done():
+                a.delivery.cancel()
+        if stage == "declined":
+            if "acknowledged" in a.reached:
+                log.info("%s declined after accepting; kept as acknowledged", a.key)
+                return
+            self._end(a, "declined", detail=detail)
+        elif stage == "closed":
+            if "acknowledged" not in a.reached:
+                self._record(a, "acknowledged", at=at, detail="implied by closure")
+            self._end(a, "closed", detail=detail)
+        elif stage == "on_scene":
+            if "acknowledged" not in a.reached:
+                self._record(a, "acknowledged", at=at, detail="implied by arrival")
+            self._record(a, "on_scene", at=at, detail=detail)
+        else:
+            self._record(a, stage, at=at, detail=detail)
+
+    def on_position(self, unit: str, lat: float, lon: float, at: datetime) -> None:
+        for a in self.open_assignments(unit):
+            incident = a.task.incident
+            if incident is None or "on_scene" in a.reached:
+                continue
+            distance = distance_m(lat, lon, incident.lat, incident.lon)
+            if distance <= incident.radius_m:
+                self._record(a, "on_scene", at=at, detail=f"{distance:.0f} m from the incident")
+
+    # -- time ----------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        now = utc_now()
+        sla = self.config.sla
+        for assignments in list(self._assignments.values()):
+            for a in list(assignments):
+                if a.is_ended():
+                    continue
+                expires = a.task.expires_at
+                if expires is not None and now >= expires and "acknowledged" not in a.reached:
+                    self._end(a, "expired", detail=f"expired at {rfc3339(expires)}")
+                    continue
+                for stage, attr in DEADLINES:
+                    if stage in a.reached or (stage == "on_scene" and a.task.incident is None):
+                        continue
+                    deadline = a.task.created_at + timedelta(seconds=getattr(sla, attr))
+                    if now >= deadline - timedelta(seconds=sla.escalate_before_s):
+                        self._record(
+                            a, "escalated", at=now, target=stage,
+                            detail=f"{stage} due at {rfc3339(deadline)}",
+                        )  # fmt: skip
+                self._maybe_poll(a)
+
+    def _maybe_poll(self, a: Assignment) -> None:
+        """Ask radios that report position only when asked, while a unit is on its way."""
+        if a.task.incident is None or "on_scene" in a.reached or "acknowledged" not in a.reached:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() - a.last_poll < self.config.dispatch.poll_interval_s:
+            return
+        a.last_poll = loop.time()
+        unit = self._units.get(a.unit)
+        for device in unit.devices if unit else ():
+            sender = self._senders(device)
+            if sender is not None and getattr(sender, "needs_location_poll", False):
+                self._spawn(self._poll(sender, device), f"poll:{device}")
+
+    async def _poll(self, sender: TextSender, device: DeviceRef) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(sender.poll_location(device.address), 30)
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        async def wrapper() -> None:
+            await coro
+
+        task = asyncio.get_running_loop().create_task(wrapper(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- running -------------------------------------------------------------------
+
+    def resume(self) -> int:
+        """Rebuild every open task from the journal (after a restart); returns how many."""
+        count = 0
+        for row in self.store.open_tasks():
+            if row.task_id in self._assignments:
+                continue  # already followed by this process
+            try:
+                task = parse_task(
+                    row.body.encode(),
+                    self._units,
+                    max_text_chars=self.config.dispatch.max_text_chars,
+                )
+            except TaskRejected as exc:
+                log.warning("open task %s cannot be resumed: %s; closing it", row.task_id, exc)
+                self.store.close_task(row.task_id)
+                continue
+            stages = self.store.stages(row.task_id)
+            assignments = []
+            for unit in task.units:
+                a = Assignment(row, task, unit)
+                for s in stages:
+                    if s.unit == unit:
+                        a.reached[f"escalated:{s.target}" if s.target else s.stage] = s.at
+                assignments.append(a)
+            if all(a.is_ended() for a in assignments):
+                self.store.close_task(row.task_id)
+                continue
+            self._track([a for a in assignments])
+            for a in assignments:
+                self._start_delivery(a)
+            count += 1
+        return count
+
+    async def run(self) -> None:
+        resumed = self.resume()
+        if resumed:
+            log.info("resumed %d open tasks from the journal", resumed)
+        self._started.set()
+        try:
+            while True:
+                self._tick()
+                await asyncio.sleep(TICK_S)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- queries -------------------------------------------------------------------
+
+    def status(self, task_id: str) -> dict[str, Any] | None:
+        row = self.store.task(task_id)
+        if row is None:
+            return None
+        units: dict[str, dict[str, Any]] = {}
+        for s in self.store.stages(task_id):
+            if not s.unit:
+                continue
+            entry = units.setdefault(s.unit, {"stages": {}, "escalated": {}})
+            if s.target:
+                entry["escalated"][s.target] = s.at
+            else:
+                entry["stages"][s.stage] = s.at
+        return {
+            "task_id": row.task_id,
+            "ref": row.ref,
+            "priority": row.priority,
+            "created_at": row.created_at,
+            "received_at": row.received_at,
+            "open": not row.closed,
+            "units": units,
+        }

@@ -1,0 +1,118 @@
+"""What every driver shares: the sink it reports to and the bad-input log."""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from gateway.config import LinkConfig
+from gateway.model import (
+    DeliveryReport,
+    DeviceRef,
+    LinkCounters,
+    Position,
+    TextFromUnit,
+    TextOrder,
+    UnitAnswer,
+)
+from gateway.transport import Connection
+
+log = logging.getLogger(__name__)
+
+REJECT_LOG_INTERVAL_S = 10.0
+"""At most one log line per link in this interval for bad input; the rest are counted."""
+HEX_DUMP_BYTES = 32
+
+
+class EventSink(Protocol):
+    """Where drivers report what they heard. Implemented by the gateway core."""
+
+    def heard(self, device: DeviceRef) -> None:
+        """The device just said something (marks it online)."""
+
+    def position(self, position: Position) -> None: ...
+
+    def text(self, text: TextFromUnit) -> None:
+        """Free text from a person (a reply to a task, or anything else)."""
+
+    def answer(self, answer: UnitAnswer) -> None:
+        """A task answer the protocol carries natively (status key, chosen answer)."""
+
+
+OnTransmitted = Callable[[], None]
+
+
+@runtime_checkable
+class TextSender(Protocol):
+    """What a driver offers when its devices can carry text (or speech) to a person.
+
+    Dispatch depends on this interface only, never on a protocol.
+    """
+
+    def can_reach(self, address: str) -> bool:
+        """The link is up and ``address`` is a valid device address for it."""
+
+    async def send_text(self, order: TextOrder, on_transmitted: OnTransmitted) -> DeliveryReport:
+        """Deliver ``order``: queue it on the link's channel by priority, transmit, retry
+        per the protocol until the device confirms or the attempts run out.
+
+        ``on_transmitted`` is called once, when the first frame has been written to the
+        link. Never raises for link trouble: a link that is down, a full queue or no
+        confirmation all end as ``Delivery.FAILED`` with a reason.
+        """
+        ...
+
+    async def poll_location(self, address: str) -> bool:
+        """Ask the device for an immediate position; False where the protocol cannot."""
+        ...
+
+
+def hex_dump(data: bytes, limit: int = HEX_DUMP_BYTES) -> str:
+    dump = data[:limit].hex(" ")
+    return dump + (f" ... ({len(data)} bytes)" if len(data) > limit else "")
+
+
+class RejectLog:
+    """Counts bad input and logs it once per burst, with the link name and a hex dump."""
+
+    def __init__(self, link: str, counters: LinkCounters) -> None:
+        self._link = link
+        self._counters = counters
+        self._last_log = -REJECT_LOG_INTERVAL_S
+        self._suppressed = 0
+
+    def reject(self, reason: str, data: bytes, detail: str = "") -> None:
+        """Count under ``reason`` (a short fixed word); ``detail`` only goes to the log."""
+        self._counters.reject(reason)
+        now = time.monotonic()
+        if now - self._last_log < REJECT_LOG_INTERVAL_S:
+            self._suppressed += 1
+            return
+        more = f" (+{self._suppressed} more since the last report)" if self._suppressed else ""
+        log.warning(
+            "%s: rejected input (%s%s): %s%s",
+            self._link,
+            reason,
+            f": {detail}" if detail else "",
+            hex_dump(data),
+            more,
+        )
+        self._last_log = now
+        self._suppressed = 0
+
+
+class Driver(abc.ABC):
+    """One per link; :meth:`run` serves one connection until it ends."""
+
+    def __init__(self, link: LinkConfig, sink: EventSink, counters: LinkCounters) -> None:
+        self.link = link
+        self.sink = sink
+        self.counters = counters
+        self.rejects = RejectLog(link.name, counters)
+
+    @abc.abstractmethod
+    async def run(self, conn: Connection) -> None:
+        """Serve ``conn``; return or raise :class:`~gateway.errors.LinkError` when it ends."""

@@ -1,0 +1,399 @@
+"""The MQTT session: aiomqtt with MQTT 5, a persistent session and a durable outbox.
+
+This module is the only one that imports aiomqtt or paho. It knows topics and
+payload bytes, never protocol frames. What it promises (SPEC sections 5 and 7):
+
+* a stable client id, ``clean_start=False`` and a session expiry, so the broker
+  keeps our subscriptions and queues tasks while we are away (aiomqtt's default
+  clean-start option would wipe the session on every reconnect);
+* a last will: ``state`` goes ``offline`` (retained) when the process dies;
+* retained topics (state, info, link states, availability, positions, health)
+  are kept here as current values and republished after every connect;
+* QoS 1 events live in the journal's outbox; they are published in order with a
+  bounded window and deleted only after the broker's PUBACK;
+* inbound messages are committed to the journal *before* the broker gets its
+  PUBACK: paho's manual acknowledgement is switched on, and the CONNECT property
+  Receive Maximum bounds how many unacknowledged messages the broker sends, so
+  aiomqtt's bounded incoming queue can never overflow and drop one;
+* reconnects back off exponentially with jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from gateway import payloads
+from gateway.backoff import Backoff
+from gateway.config import MqttConfig
+from gateway.journal import Journal
+from gateway.topics import Topics
+
+log = logging.getLogger(__name__)
+
+OUTBOX_WINDOW = 32
+"""QoS 1 events in flight at once; far below paho's 65,535 message ids."""
+RECEIVE_MAXIMUM = 100
+"""Unacknowledged inbound QoS 1 messages the broker may send us at once."""
+INCOMING_QUEUE_MAX = 4 * RECEIVE_MAXIMUM
+PUBLISH_TIMEOUT_S = 15.0
+STOP_FLUSH_TIMEOUT_S = 5.0
+LIVE_QUEUE_MAX = 10_000
+"""QoS 0 values waiting to be written while connected; the oldest go first when full."""
+PAHO_BACKLOG_MAX = 2_000
+"""Packets paho may hold unsent before we stop handing it more and let the socket drain."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A message from the broker, already committed to the journal as ``seq``."""
+
+    seq: int
+    topic: str
+    payload: bytes
+    response_topic: str | None
+    correlation_data: bytes | None
+
+
+InboundHandler = Callable[[InboundMessage], Awaitable[None]]
+
+
+def _properties(packet_type: int) -> Properties:
+    return Properties(packet_type)  # type: ignore[no-untyped-call] # paho leaves it untyped
+
+
+class _SessionEnd(Exception):
+    """Raised inside a session's task group to end it on a graceful stop."""
+
+
+def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
+    """Server verification on by default; a client certificate when configured."""
+    if cfg.scheme != "mqtts":
+        return None
+    ctx = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+    if cfg.cert_file is not None:
+        ctx.load_cert_chain(
+            str(cfg.cert_file), str(cfg.key_file) if cfg.key_file is not None else None
+        )
+    if cfg.tls_insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class MqttBridge:
+    """One gateway's MQTT session, supervised: run :meth:`run` as a task."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        topics: Topics,
+        journal: Journal,
+        *,
+        version: str,
+        started_at: datetime,
+        on_inbound: InboundHandler,
+    ) -> None:
+        self._cfg = cfg
+        self._topics = topics
+        self._journal = journal
+        self._on_inbound = on_inbound
+        self._online = payloads.gateway_state("online", version=version, started_at=started_at)
+        self._offline = payloads.gateway_state("offline", version=version, started_at=started_at)
+        self._retained: dict[str, tuple[bytes, int]] = {}
+        self._dirty: dict[str, None] = {}  # insertion-ordered set of topics to (re)publish
+        self._dirty_event = asyncio.Event()
+        self._live: deque[tuple[str, bytes]] = deque(maxlen=LIVE_QUEUE_MAX)
+        self.coalesced = 0
+        self._outbox_event = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        self.connects = 0
+        self.published = 0
+        self.inbound_rejected = 0
+        self.last_error: str | None = None
+
+    # -- what the rest of the gateway calls ------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout_s)
+
+    def set_retained(self, topic: str, payload: bytes, *, qos: int = 1) -> None:
+        """Record the current value of a retained topic and publish it when possible.
+
+        While connected, every QoS 0 value (a position) goes out in order, so subscribers
+        see the whole track; the queue for them is bounded and drops the oldest when the
+        broker cannot keep up. While disconnected only the latest value per topic is kept,
+        and republished on reconnect.
+        """
+        self._retained[topic] = (payload, qos)
+        if qos == 0 and self._connected.is_set() and topic not in self._dirty:
+            if len(self._live) == LIVE_QUEUE_MAX:
+                self.coalesced += 1
+            self._live.append((topic, payload))
+        else:
+            self._dirty[topic] = None
+        self._dirty_event.set()
+
+    def emit(self, topic: str, payload: bytes) -> int:
+        """Commit a QoS 1 event to the outbox; it is published as soon as possible."""
+        seq = self._journal.append(topic, payload)
+        self._outbox_event.set()
+        return seq
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to flush the outbox (bounded), say offline and return."""
+        self._stop.set()
+
+    # -- the supervisor ---------------------------------------------------------
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            client = self._new_client()
+            ended = False
+            try:
+                async with client:
+                    self.connects += 1
+                    self._backoff.connected()
+                    log.info(
+                        "mqtt connected to %s:%s as %s",
+                        self._cfg.host,
+                        self._cfg.port,
+                        self._cfg.client_id,
+                    )
+                    await self._session(client)
+            except* aiomqtt.MqttError as group:
+                self.last_error = "; ".join(str(e) for e in group.exceptions)
+            except* _SessionEnd:
+                ended = True
+            finally:
+                was_connected = self._connected.is_set()
+                self._connected.clear()
+                self._client = None
+                self._live.clear()  # the retained map holds the latest of each
+            if ended or self._stop.is_set():
+                return
+            if was_connected:
+                log.info("mqtt disconnected: %s", self.last_error)
+            delay = self._backoff.next_delay()
+            log.info("mqtt reconnecting in %.1f s (%s)", delay, self.last_error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+
+    def _new_client(self) -> aiomqtt.Client:
+        cfg = self._cfg
+        v5 = cfg.protocol == "5"
+        props: Properties | None = None
+        will_props: Properties | None = None
+        if v5:
+            props = _properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = cfg.session_expiry_s
+            props.ReceiveMaximum = RECEIVE_MAXIMUM
+            will_props = _properties(PacketTypes.WILLMESSAGE)
+            will_props.ContentType = "application/json"
+        client = aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            identifier=cfg.client_id,
+            username=cfg.username or None,
+            password=cfg.password or None,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            clean_start=False if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            clean_session=None if v5 else False,
+            properties=props,
+            keepalive=cfg.keepalive_s,
+            will=aiomqtt.Will(self._topics.state, self._offline, 1, True, will_props),
+            tls_context=tls_context(cfg),
+            max_queued_incoming_messages=INCOMING_QUEUE_MAX,
+            # Without TCP_NODELAY a small publish can wait ~40 ms for Nagle's timer.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            timeout=10,
+        )
+        # The one reach into paho: hold PUBACKs until the journal has the message.
+        client._client.manual_ack_set(True)  # noqa: SLF001 - aiomqtt 2.x has no public switch
+        return client
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        self._client = client
+        await client.publish(self._topics.state, self._online, qos=1, retain=True, timeout=10)
+        for topic in self._retained:
+            self._dirty[topic] = None
+        self._dirty_event.set()
+        await self._subscribe(client)
+        self._connected.set()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._receive(client), name="mqtt-receive")
+            tg.create_task(self._drain_outbox(client), name="mqtt-outbox")
+            tg.create_task(self._publish_retained(client), name="mqtt-retained")
+            tg.create_task(self._graceful_stop(client), name="mqtt-stop")
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        filters = self._topics.inbound_filters()
+        if self._cfg.protocol == "5":
+            opts = SubscribeOptions(qos=1, noLocal=True)
+            await client.subscribe([(f, opts) for f in filters], timeout=10)
+        else:
+            await client.subscribe([(f, 1) for f in filters], timeout=10)
+
+    async def _graceful_stop(self, client: aiomqtt.Client) -> None:
+        await self._stop.wait()
+        if self._journal.outbox_depth:
+            self._drained.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), STOP_FLUSH_TIMEOUT_S)
+        if self._journal.outbox_depth:
+            log.warning(
+                "stopping with %d events still in the outbox; they go out after the restart",
+                self._journal.outbox_depth,
+            )
+        await client.publish(self._topics.state, self._offline, qos=1, retain=True, timeout=5)
+        raise _SessionEnd
+
+    # -- inbound ----------------------------------------------------------------
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        paho_client = client._client  # noqa: SLF001 - manual PUBACK, see _new_client
+        async for message in client.messages:
+            topic = message.topic.value
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            response_topic: str | None = None
+            correlation: bytes | None = None
+            if message.properties is not None:
+                response_topic = getattr(message.properties, "ResponseTopic", None)
+                correlation = getattr(message.properties, "CorrelationData", None)
+            if len(payload) > self._cfg.max_inbound_bytes:
+                # Not journaled: an oversize payload is refused, not stored.
+                self.inbound_rejected += 1
+                log.warning(
+                    "inbound %s: %d bytes exceeds max_inbound_bytes %d; rejected",
+                    topic,
+                    len(payload),
+                    self._cfg.max_inbound_bytes,
+                )
+                seq = 0
+            else:
+                seq = self._journal.store_inbound(
+                    topic, payload, response_topic=response_topic, correlation_data=correlation
+                )
+            if message.qos > 0:
+                paho_client.ack(message.mid, message.qos)
+            await self._on_inbound(InboundMessage(seq, topic, payload, response_topic, correlation))
+            if seq:
+                self._journal.mark_handled(seq)
+
+    async def respond(
+        self, topic: str, payload: bytes, *, correlation_data: bytes | None = None
+    ) -> None:
+        """Publish a response now (QoS 1, not journaled): it only matters while connected."""
+        client = self._client
+        if client is None or not self._connected.is_set():
+            log.warning("response on %s dropped: not connected", topic)
+            return
+        props: Properties | None = None
+        if self._cfg.protocol == "5":
+            props = _properties(PacketTypes.PUBLISH)
+            props.ContentType = "application/json"
+            if correlation_data is not None:
+                props.CorrelationData = correlation_data
+        try:
+            await client.publish(topic, payload, qos=1, properties=props, timeout=PUBLISH_TIMEOUT_S)
+        except aiomqtt.MqttError as exc:
+            log.warning("response on %s not delivered: %s", topic, exc)
+
+    # -- outbound ---------------------------------------------------------------
+
+    async def _drain_outbox(self, client: aiomqtt.Client) -> None:
+        inflight: deque[tuple[int, asyncio.Task[None]]] = deque()
+        last_seq = 0
+        try:
+            while True:
+                self._outbox_event.clear()
+                room = OUTBOX_WINDOW - len(inflight)
+                rows = self._journal.pending(after_seq=last_seq, limit=room) if room else []
+                for row in rows:
+                    task = asyncio.create_task(
+                        client.publish(
+                            row.topic,
+                            row.payload,
+                            qos=row.qos,
+                            retain=row.retain,
+                            timeout=PUBLISH_TIMEOUT_S,
+                        )
+                    )
+                    inflight.append((row.seq, task))
+                    last_seq = row.seq
+                if not inflight:
+                    await self._outbox_event.wait()
+                    continue
+                # Wait for the oldest; acknowledge the completed prefix in order.
+                await inflight[0][1]
+                done: list[int] = []
+                while inflight and inflight[0][1].done():
+                    seq, task = inflight.popleft()
+                    task.result()
+                    done.append(seq)
+                self._journal.acknowledge(done)
+                self.published += len(done)
+                if not self._journal.outbox_depth:
+                    self._drained.set()
+        finally:
+            for _, task in inflight:
+                task.cancel()
+            if inflight:
+                await asyncio.gather(*(t for _, t in inflight), return_exceptions=True)
+
+    async def _publish_retained(self, client: aiomqtt.Client) -> None:
+        paho_client = client._client  # noqa: SLF001 - QoS 0 without a task per message
+        while True:
+            await self._dirty_event.wait()
+            self._dirty_event.clear()
+            burst = 0
+            while self._live or self._dirty:
+                if self._live:
+                    topic, payload = self._live.popleft()
+                    qos = 0
+                else:
+                    topic = next(iter(self._dirty))
+                    del self._dirty[topic]
+                    payload, qos = self._retained[topic]
+                if qos == 0:
+                    info = paho_client.publish(topic, payload, 0, True)
+                    if info.rc != paho.MQTT_ERR_SUCCESS:
+                        self._dirty[topic] = None
+                        raise aiomqtt.MqttCodeError(info.rc, f"could not publish {topic}")
+                    burst += 1
+                    if burst % 64 == 0:
+                        await self._let_socket_drain(paho_client)
+                else:
+                    await client.publish(
+                        topic, payload, qos=qos, retain=True, timeout=PUBLISH_TIMEOUT_S
+                    )
+                self.published += 1
+
+    @staticmethod
+    async def _let_socket_drain(paho_client: paho.Client) -> None:
+        """Yield to the socket writer; wait while paho's unsent backlog is large."""
+        await asyncio.sleep(0)
+        # paho offers no event for "backlog drained"; this polls at 1 ms while it is large.
+        while len(paho_client._out_packet) > PAHO_BACKLOG_MAX:  # noqa: SLF001, ASYNC110
+            await asyncio.sleep(0.001)

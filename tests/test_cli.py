@@ -1,0 +1,117 @@
+"""The command line as a user meets it: exit codes and messages that name the key."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.config import parse_config
+from gateway.daemon import Gateway
+from gateway.errors import ConfigError
+from tests.conftest import ROOT
+
+
+def fieldlink(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_config_prints_the_example_with_secrets_masked(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("hunter2\n")
+    config = tmp_path / "config.toml"
+    text = (ROOT / "config.toml").read_text(encoding="utf-8")
+    config.write_text(
+        text.replace('username = ""', f'username = "gw"\npassword_file = "{secret}"'),
+        encoding="utf-8",
+    )
+    result = fieldlink("check-config", "-c", str(config), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    effective = json.loads(result.stdout)
+    assert effective["mqtt"]["password"] == "***"  # noqa: S105 - the mask, not a secret
+    assert "hunter2" not in result.stdout
+    assert effective["links"][0]["baudrate"] == 4800
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[gateway]\nid = "gw"\n[mqtt]\nurl = "mqtt://h:99999"\n', "mqtt.url"),
+        ('[gateway]\nid = "GW 1"\n', "gateway.id"),
+        (
+            '[gateway]\nid = "gw"\n[[links]]\nname = "a"\nprotocol = "nmea"\n'
+            'url = "/dev/x"\nbaud = 1\n',
+            "links[0].baud",
+        ),
+        ('[gateway]\nid = "gw"\n[mqtt]\npassword = "x"\n', "mqtt.password"),
+        ("[gateway\n", "TOML syntax error"),
+    ],
+)
+def test_malformed_config_exits_2_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    for command in ("check-config", "run"):
+        result = fieldlink(command, "-c", str(config))
+        assert result.returncode == 2, (command, result.stderr)
+        assert key in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    assert main(["check-config", "-c", str(tmp_path / "absent.toml")]) == 2
+
+
+def test_a_protocol_without_a_driver_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = parse_config(
+        {
+            "gateway": {"id": "gw", "data_dir": str(tmp_path)},
+            "links": [{"name": "t", "protocol": "nmea", "url": "tcp://127.0.0.1:9"}],
+        },
+        base_dir=tmp_path,
+        env={},
+    )
+    monkeypatch.setattr("gateway.daemon.DRIVERS", {})
+    with pytest.raises(ConfigError) as exc:
+        Gateway(config)
+    assert exc.value.key == "links[0].protocol"
+
+
+def test_usage_errors_exit_2() -> None:
+    result = fieldlink("no-such-command")
+    assert result.returncode == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--no-such-flag"])
+    assert exc.value.code == 2
+
+
+def test_simulate_nmea_gps_serves_a_pty_a_reader_can_open(tmp_path: Path) -> None:
+    link = tmp_path / "gps0"
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gateway.cli", "simulate", "nmea-gps", "--pty", str(link)),
+            *("--rate", "20", "--epochs", "40", "--profile", "bd"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == str(link)
+    with link.open("rb", buffering=0) as device:
+        data = device.read(2000)
+    assert b"$GNRMC" in data or b"$BDGSV" in data
+    assert proc.wait(30) == 0
+    proc.stdout.close()

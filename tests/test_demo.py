@@ -1,0 +1,57 @@
+"""`fieldlink demo` from the user's side: it runs, shows positions, and exits 0."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import IN_CI, ROOT
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "demo", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=80,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
+def test_demo_runs_and_exits_0(broker: str) -> None:
+    if broker == "mosquitto" and shutil.which("mosquitto") is None and not IN_CI:
+        pytest.skip("mosquitto is not installed")
+    result = run_demo("--duration", "6", "--broker", broker)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "gateway       online" in out
+    assert "unit li-na" in out
+    assert "unit wang-fang" in out
+    assert "link gps-bd   down" in out  # the unplug ...
+    assert out.count("link gps-bd   up") >= 2  # ... and the recovery
+    assert "gateway       offline" in out
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_stops_cleanly_on_ctrl_c() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "demo", "--duration", "60"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "done:" in out

@@ -1,0 +1,172 @@
+"""Transports over real sockets and ptys: one factory, every kind, and its failures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tty
+from pathlib import Path
+
+import pytest
+
+from gateway.broker import free_port
+from gateway.config import SerialSettings
+from gateway.errors import LinkError
+from gateway.transport import Connection, Server, open_connection, parse_url
+from tests.support import run_async
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("/dev/ttyUSB0", "serial"),
+        ("tcp://127.0.0.1:8001", "tcp"),
+        ("udp://10.0.0.1:3005", "udp"),
+        ("listen://0.0.0.0:7611", "listen"),
+        ("udp-listen://0.0.0.0:3002", "udp-listen"),
+    ],
+)
+def test_parse_url(url: str, kind: str) -> None:
+    assert parse_url(url).kind == kind
+
+
+@pytest.mark.parametrize("url", ["http://x:1", "tcp://hostonly", "ttyUSB0"])
+def test_parse_url_rejects(url: str) -> None:
+    with pytest.raises(ValueError, match="URL"):
+        parse_url(url)
+
+
+def test_serial_pty_read_write_and_hangup() -> None:
+    async def scenario() -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        conn = await open_connection("gps", parse_url(os.ttyname(slave)), SerialSettings())
+        os.write(master, b"$GPTXT,hello\r\n")
+        assert await asyncio.wait_for(conn.read(), 5) == b"$GPTXT,hello\r\n"
+        await conn.write(b"to the device")
+        assert os.read(master, 100) == b"to the device"
+        os.close(master)  # unplugged
+        with pytest.raises(LinkError):
+            await asyncio.wait_for(conn.read(), 5)
+        await conn.close()
+        os.close(slave)
+
+    run_async(scenario())
+
+
+def test_serial_device_missing_is_a_link_error(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        with pytest.raises(LinkError, match="open failed"):
+            await open_connection("gps", parse_url(str(tmp_path / "absent")), SerialSettings())
+
+    run_async(scenario())
+
+
+def test_tcp_client_and_peer_close() -> None:
+    async def scenario() -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"hello")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        conn = await open_connection("net", parse_url(f"tcp://127.0.0.1:{port}"), SerialSettings())
+        assert await conn.read() == b"hello"
+        with pytest.raises(LinkError, match="closed by peer"):
+            await conn.read()
+        await conn.close()
+        server.close()
+        await server.wait_closed()
+
+    run_async(scenario())
+
+
+def test_tcp_refused_is_a_link_error() -> None:
+    async def scenario() -> None:
+        port = free_port()
+        with pytest.raises(LinkError):
+            await open_connection("net", parse_url(f"tcp://127.0.0.1:{port}"), SerialSettings())
+
+    run_async(scenario())
+
+
+def test_udp_client_round_trip() -> None:
+    async def scenario() -> None:
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        port = peer.getsockname()[1]
+        conn = await open_connection("dmr", parse_url(f"udp://127.0.0.1:{port}"), SerialSettings())
+        await conn.write(b"ping")
+        loop = asyncio.get_running_loop()
+        data, addr = await asyncio.wait_for(loop.sock_recvfrom(peer, 100), 5)
+        assert data == b"ping"
+        await loop.sock_sendto(peer, b"pong", addr)
+        assert await asyncio.wait_for(conn.read(), 5) == b"pong"
+        await conn.close()
+        peer.close()
+
+    run_async(scenario())
+
+
+def test_listen_serves_each_peer_and_caps_connections() -> None:
+    async def scenario() -> None:
+        seen: list[bytes] = []
+        port = free_port()
+
+        async def echo(conn: Connection) -> None:
+            while True:
+                data = await conn.read()
+                seen.append(data)
+                await conn.write(data.upper())
+
+        server = Server("trackers", echo, max_connections=2)
+        await server.start(parse_url(f"listen://127.0.0.1:{port}"))
+        peers = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        for i, (reader, writer) in enumerate(peers):
+            writer.write(f"hi{i}".encode())
+            assert await asyncio.wait_for(reader.read(10), 5) == f"HI{i}".encode()
+        reader3, _writer3 = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader3.read(10), 5) == b""  # refused: over the cap
+        assert server.refused == 1
+        assert server.connections == 2
+        for _, writer in peers:
+            writer.close()
+        _writer3.close()
+        await server.close()
+
+    run_async(scenario())
+
+
+def test_udp_listen_one_connection_per_peer() -> None:
+    async def scenario() -> None:
+        port = free_port()
+        got: dict[str, bytes] = {}
+
+        async def record(conn: Connection) -> None:
+            data = await conn.read()
+            got[conn.peer] = data
+            await conn.write(b"ack:" + data)
+
+        server = Server("dmr", record, max_connections=10)
+        await server.start(parse_url(f"udp-listen://127.0.0.1:{port}"))
+        loop = asyncio.get_running_loop()
+        socks = []
+        for i in range(2):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+            await loop.sock_sendto(sock, f"radio{i}".encode(), ("127.0.0.1", port))
+            reply, _ = await asyncio.wait_for(loop.sock_recvfrom(sock, 100), 5)
+            assert reply == f"ack:radio{i}".encode()
+        assert sorted(got.values()) == [b"radio0", b"radio1"]
+        for sock in socks:
+            sock.close()
+        await server.close()
+
+    run_async(scenario())
