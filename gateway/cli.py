@@ -21,6 +21,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+SIMULATORS = ["nmea-gps", "aprs-radio"]
+"""Firmware stubs ``fieldlink simulate`` runs: module ``firmware_stubs.<name>`` with ``main``."""
+
 log = logging.getLogger("fieldlink")
 
 
@@ -61,8 +64,24 @@ def _parser() -> argparse.ArgumentParser:
         help="auto: mosquitto when installed, else the embedded broker from the demo extra",
     )
 
+    sla = sub.add_parser("sla", help="the latency report from the journal")
+    sla.add_argument("-c", "--config", type=Path, default=Path("config.toml"))
+    sla.add_argument("--since", default=None, help="24h, 7d, 30m or an RFC 3339 time")
+    sla.add_argument("--format", choices=["table", "json", "html"], default="table")
+    sla.add_argument("-o", "--output", type=Path, default=None)
+
+    dispatch = sub.add_parser("dispatch", help="publish a task and follow it")
+    dispatch.add_argument("-c", "--config", type=Path, default=Path("config.toml"))
+    dispatch.add_argument("--unit", required=True)
+    dispatch.add_argument("--priority", choices=["urgent", "normal", "routine"], default="normal")
+    dispatch.add_argument("--voice", action="store_true", help="speak it where the radio can")
+    dispatch.add_argument("--at", default=None, metavar="LAT,LON", help="the incident's place")
+    dispatch.add_argument("--radius-m", type=float, default=100.0)
+    dispatch.add_argument("--timeout", type=float, default=None, help="seconds to follow it")
+    dispatch.add_argument("text")
+
     simulate = sub.add_parser("simulate", help="run one firmware stub against a real link")
-    simulate.add_argument("device", choices=["nmea-gps"])
+    simulate.add_argument("device", choices=SIMULATORS)
     simulate.add_argument("args", nargs=argparse.REMAINDER, help="the stub's own options")
     return parser
 
@@ -74,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": lambda: _run(args.config, args.log_level),
         "demo": lambda: _demo(args.duration, args.log_level, args.broker),
         "simulate": lambda: _simulate(args.device, args.args),
+        "sla": lambda: _sla(args.config, args.since, args.format, args.output),
+        "dispatch": lambda: _dispatch(args),
     }
     try:
         return commands[args.command]()
@@ -121,11 +142,38 @@ def _run(path: Path, log_level: str | None) -> int:
 
 
 def _simulate(device: str, argv: list[str]) -> int:
-    if device == "nmea-gps":
-        from firmware_stubs import nmea_gps  # noqa: PLC0415
+    import importlib  # noqa: PLC0415 - each stub is loaded only when asked for
 
-        return nmea_gps.main(argv)
-    return EXIT_USAGE
+    module = importlib.import_module(f"firmware_stubs.{device.replace('-', '_')}")
+    result = module.main(argv)
+    return int(result)
+
+
+def _sla(path: Path, since: str | None, fmt: str, output: Path | None) -> int:
+    from gateway.sla import run_sla  # noqa: PLC0415
+
+    return run_sla(load_config(path), since=since, fmt=fmt, output=output)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from gateway import dispatch_cli  # noqa: PLC0415
+
+    config = load_config(args.config)
+    try:
+        at = dispatch_cli.parse_at(args.at) if args.at else None
+    except ValueError as exc:
+        print(f"fieldlink: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    task = dispatch_cli.build_task(
+        args.unit,
+        args.text,
+        priority=args.priority,
+        voice=args.voice,
+        at=at,
+        radius_m=args.radius_m,
+    )
+    timeout = args.timeout or config.sla.acknowledge_s + 30
+    return asyncio.run(dispatch_cli.follow_task(config, task, timeout))
 
 
 if __name__ == "__main__":
