@@ -240,7 +240,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fieldlink-bench-") as tmp_name, Mosquitto() as broker:
         tmp = Path(tmp_name)
         ceiling = measure_ceiling(broker, fixes)
-        print(json.dumps({"figure": "ceiling", "publisher": "paho-mqtt", "msgs_per_s": round(ceiling)}))
+        print(
+            json.dumps(
+                {"figure": "ceiling", "publisher": "paho-mqtt", "msgs_per_s": round(ceiling)}
+            )
+        )
 
         master, slave = os.openpty()
         tty.setraw(slave)

@@ -80,8 +80,6 @@ async def follow_task(config: Config, task: dict[str, Any], timeout_s: float) ->
         try:
             async with asyncio.timeout(timeout_s):
                 async for message in client.messages:
-                    if not isinstance(message.payload, bytes):
-                        continue
                     event = json.loads(message.payload)
                     stage = event.get("stage", "?")
                     detail = f"  {event['detail']}" if event.get("detail") else ""

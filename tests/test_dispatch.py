@@ -46,7 +46,9 @@ class ScriptedRadio:
     def can_reach(self, address: str) -> bool:
         return self.reachable
 
-    async def send_text(self, order: TextOrder, on_transmitted: Callable[[], None]) -> DeliveryReport:
+    async def send_text(
+        self, order: TextOrder, on_transmitted: Callable[[], None]
+    ) -> DeliveryReport:
         self.sent.append(order)
         on_transmitted()
         await asyncio.sleep(60 if order.address in self.slow else self.delay_s)
@@ -67,8 +69,18 @@ def make_config(tmp_path: Path, **sla: float) -> Config:
             "sla": {"escalate_before_s": 0.2, **sla},
             "dispatch": {"poll_interval_s": 0.1},
             "links": [
-                {"name": "vhf", "protocol": "aprs", "url": "tcp://127.0.0.1:9", "callsign": "BH4GW"},
-                {"name": "dmr", "protocol": "aprs", "url": "tcp://127.0.0.1:10", "callsign": "BH4GW"},
+                {
+                    "name": "vhf",
+                    "protocol": "aprs",
+                    "url": "tcp://127.0.0.1:9",
+                    "callsign": "BH4GW",
+                },
+                {
+                    "name": "dmr",
+                    "protocol": "aprs",
+                    "url": "tcp://127.0.0.1:10",
+                    "callsign": "BH4GW",
+                },
             ],
             "units": [
                 {"id": "zhang-wei", "name": "张伟", "devices": ["vhf:BH4ZW-7", "dmr:BH4ZW-9"]},
@@ -89,9 +101,7 @@ class Harness:
         self.dispatcher = self.new_dispatcher()
 
     def new_dispatcher(self) -> Dispatcher:
-        return Dispatcher(
-            self.config, self.journal, TOPICS, emit=self._emit, senders=self._sender
-        )
+        return Dispatcher(self.config, self.journal, TOPICS, emit=self._emit, senders=self._sender)
 
     def _emit(self, topic: str, payload: bytes) -> None:
         self.journal.append(topic, payload)
@@ -216,7 +226,7 @@ def test_every_device_failing_ends_in_failed_with_reasons(tmp_path: Path) -> Non
         await h.until(lambda: "failed" in h.stages("t1"))
 
     run_async(running(h, body))
-    failed = [e for e in h.events if e["stage"] == "failed"][0]
+    failed = next(e for e in h.events if e["stage"] == "failed")
     assert "vhf:BH4ZW-7: rejected by BH4ZW-7" in failed["detail"]
     assert "dmr:BH4ZW-9: no ack" in failed["detail"]
     # The retry policy: sends_per_device (2) per device, never more.
@@ -233,7 +243,7 @@ def test_silent_unit_is_escalated_before_the_deadline(tmp_path: Path) -> None:
         await h.until(lambda: "escalated:acknowledged" in h.stages("t1"))
 
     run_async(running(h, body))
-    escalation = [e for e in h.events if e["stage"] == "escalated"][0]
+    escalation = next(e for e in h.events if e["stage"] == "escalated")
     assert escalation["target"] == "acknowledged"
     assert 0.3 <= escalation["since_created_s"] < 0.6
     assert h.stages("t1").count("escalated:acknowledged") == 1
