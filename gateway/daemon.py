@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -50,6 +51,9 @@ log = logging.getLogger(__name__)
 PRESENCE_CHECK_INTERVAL_S = 1.0
 DEFAULT_OFFLINE_AFTER_S = {"nmea": 30.0}
 FALLBACK_OFFLINE_AFTER_S = 1800.0
+
+
+_TASK_ID_IN_JSON = re.compile(rb'"task_id"\s*:\s*"([A-Za-z0-9][A-Za-z0-9._:-]{0,127})"')
 
 
 class RequestError(FieldlinkError, ValueError):
@@ -212,7 +216,13 @@ class Gateway:
         """Handle one inbound message (already journaled by the bridge)."""
         if not message.seq:  # refused by the bridge (oversize): answer, nothing else
             self.inbound_rejected += 1
-            await self._answer(message, None, "error", error="payload too large")
+            why = f"payload of {len(message.payload)} bytes is over mqtt.max_inbound_bytes"
+            if message.topic == self.topics.dispatch:
+                # Name the task if its id can be read from the first bytes, so the sender
+                # learns which task was refused.
+                found = _TASK_ID_IN_JSON.search(message.payload[:4096])
+                self.dispatcher.reject(found.group(1).decode() if found else None, why)
+            await self._answer(message, None, "error", error=why)
             return
         topic = message.topic
         if topic == self.topics.dispatch:

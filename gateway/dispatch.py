@@ -316,6 +316,10 @@ class Dispatcher:
         self._reject(task_id, f"cancel: {reason}")
         return "rejected", reason
 
+    def reject(self, task_id: str | None, reason: str) -> None:
+        """Refuse a task that could not even be read (oversize): a ``rejected`` event."""
+        self._reject(task_id, reason)
+
     def _reject(self, task_id: str | None, reason: str) -> None:
         self.rejected += 1
         log.warning("task %s rejected: %s", task_id or "(no usable task_id)", reason)

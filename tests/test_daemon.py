@@ -321,6 +321,8 @@ def test_dispatch_is_journaled_and_received(
         pub.publish(f"{BASE}/tasks/dispatch", json.dumps(task), qos=1).wait_for_publish(5)
     pub.publish(f"{BASE}/tasks/dispatch", b"{not json", qos=1).wait_for_publish(5)
     pub.publish(f"{BASE}/tasks/dispatch", b'{"task_id":"t-101"}', qos=1).wait_for_publish(5)
+    big = b'{"task_id":"t-big","text":"' + b"x" * (1024 * 1024) + b'"}'
+    pub.publish(f"{BASE}/tasks/dispatch", big, qos=1).wait_for_publish(5)
     events = collector.wait_for(
         lambda ms: any(m.topic == f"{BASE}/tasks/t-101/events" for m in ms)
         and sum(m.topic == f"{BASE}/tasks/t-100/events" for m in ms) >= 2,
@@ -332,6 +334,12 @@ def test_dispatch_is_journaled_and_received(
     assert [e["stage"] for e in received] == ["received", "failed"]
     assert received[0]["unit"] == "zhang-wei"
     assert isinstance(received[0]["since_created_s"], float)
+    big_rejected = collector.wait_for(
+        lambda ms: any(m.topic == f"{BASE}/tasks/t-big/events" for m in ms), 10, "1 MB refused"
+    )
+    refusal = next(m.json() for m in big_rejected if m.topic == f"{BASE}/tasks/t-big/events")
+    assert refusal["stage"] == "rejected"
+    assert "max_inbound_bytes" in refusal["detail"]
     rejected = collector.last_json(f"{BASE}/tasks/t-101/events")
     assert rejected["stage"] == "rejected"
     assert "units" in rejected["detail"]
@@ -339,7 +347,7 @@ def test_dispatch_is_journaled_and_received(
     journal = Journal.open(tmp_path / "data" / "journal.sqlite")
     stored = journal.db.execute("SELECT count(*) FROM inbound").fetchone()[0]
     journal.close()
-    assert stored == 4
+    assert stored == 4  # the 1 MB payload was refused, not stored
     assert "malformed JSON" in daemon.log()
 
 
