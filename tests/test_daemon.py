@@ -324,8 +324,10 @@ def test_dispatch_is_journaled_and_received(
     big = b'{"task_id":"t-big","text":"' + b"x" * (1024 * 1024) + b'"}'
     pub.publish(f"{BASE}/tasks/dispatch", big, qos=1).wait_for_publish(5)
     events = collector.wait_for(
-        lambda ms: any(m.topic == f"{BASE}/tasks/t-101/events" for m in ms)
-        and sum(m.topic == f"{BASE}/tasks/t-100/events" for m in ms) >= 2,
+        lambda ms: (
+            any(m.topic == f"{BASE}/tasks/t-101/events" for m in ms)
+            and sum(m.topic == f"{BASE}/tasks/t-100/events" for m in ms) >= 2
+        ),
         10,
         "rejection, and the task's end",
     )
