@@ -11,7 +11,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-import aprslib  # type: ignore[import-untyped]
+import aprslib
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
