@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from protocols.nmea import NmeaError, RawSentence, Rejected, SentenceSplitter, checksum
 from protocols.nmea import encode_sentence as enc
@@ -223,3 +225,11 @@ def test_buffer_bounded_byte_by_byte() -> None:
     for _ in range(20000):
         splitter.feed(bytes([rnd.choice(b"$GPRMC,0123456789*\x00")]))
         assert splitter.pending_bytes <= 82 + 64
+
+
+@given(st.binary(max_size=1200))
+def test_checksum_is_the_xor_of_every_byte(body: bytes) -> None:
+    expected = 0
+    for byte in body:
+        expected ^= byte
+    assert checksum(body) == expected

@@ -89,48 +89,70 @@ class _Epoch:
             self.lat, self.lon, self.rank, self.talker = lat, lon, rank, talker
 
 
+# Sentence kinds the assembler uses, by exact type (one dict lookup instead of isinstance chains).
+_VTG, _RMC, _GGA, _GNS, _GLL, _ZDA = range(6)
+_KINDS: dict[type, int] = {VTG: _VTG, RMC: _RMC, GGA: _GGA, GNS: _GNS, GLL: _GLL, ZDA: _ZDA}
+
+
+def _kind_of(msg: Message) -> int | None:
+    """The assembler's kind of ``msg``, or None for GSA, GSV, TXT (nothing for a position)."""
+    kind = _KINDS.get(type(msg))
+    if kind is None:  # a subclass (never made by parse): classify it the slow way
+        for cls, cls_kind in _KINDS.items():
+            if isinstance(msg, cls):
+                return cls_kind
+    return kind
+
+
 class FixAssembler:
     """Feed parsed sentences of one receiver in order; get ``Fix`` values out (see module doc)."""
 
-    __slots__ = ("_anchor", "_epoch", "_sends_gga", "_sends_rmc")
+    __slots__ = ("_anchor_date", "_anchor_time", "_epoch", "_sends_gga", "_sends_rmc")
 
     def __init__(self) -> None:
-        self._anchor: datetime | None = None  # last known date, with the time of day it came with
+        # Last known date, with the time of day it came with (combined only when it is needed).
+        self._anchor_date: date | None = None
+        self._anchor_time = time()
         self._epoch: _Epoch | None = None
         self._sends_rmc = False
         self._sends_gga = False
 
     def feed(self, msg: Message) -> Fix | None:
         """Merge one sentence; return the fix it completed (or the previous epoch's), else None."""
-        if isinstance(msg, VTG):
-            # No time of day: belongs to the current epoch; fills speed/course when RMC had none.
-            epoch = self._epoch
-            if epoch is not None and not epoch.emitted:
-                if epoch.speed_kmh is None:
-                    if msg.speed_kmh is not None:
-                        epoch.speed_kmh = msg.speed_kmh
-                    elif msg.speed_knots is not None:
-                        epoch.speed_kmh = msg.speed_knots * KMH_PER_KNOT
-                if epoch.course_deg is None:
-                    epoch.course_deg = msg.course_true_deg
-            return None
-        if not isinstance(msg, RMC | GGA | GLL | GNS | ZDA):
+        kind = _kind_of(msg)
+        if kind is None:
             return None  # GSA, GSV, TXT: nothing for a position
-        if isinstance(msg, RMC):
+        if kind == _VTG:
+            assert isinstance(msg, VTG)
+            self._vtg(msg)
+            return None
+        assert isinstance(msg, RMC | GGA | GLL | GNS | ZDA)
+        if kind == _RMC:
             self._sends_rmc = True
-        elif isinstance(msg, GGA):
+        elif kind == _GGA:
             self._sends_gga = True
-        if msg.time is None:
+        msg_time = msg.time
+        if msg_time is None:
             return None  # cannot be placed in an epoch
 
         out: Fix | None = None
-        if self._epoch is None or msg.time != self._epoch.time:
-            out = self._close()  # epoch changed: emit the previous one if it is still pending
-            self._epoch = _Epoch(msg.time)
         epoch = self._epoch
-        self._merge(epoch, msg)
-        if out is None and self._complete(epoch):
-            out = self._emit(epoch)
+        if epoch is None or msg_time != epoch.time:
+            out = self._close()  # epoch changed: emit the previous one if it is still pending
+            epoch = self._epoch = _Epoch(msg_time)
+        self._merge(epoch, kind, msg)
+        # Complete: every sentence this receiver sends per epoch is in, and the epoch is valid.
+        if (
+            out is None
+            and (epoch.has_rmc or not self._sends_rmc)
+            and (epoch.has_gga or not self._sends_gga)
+            and not epoch.emitted
+            and not epoch.void
+            and epoch.lat is not None
+        ):
+            fix_date = self._date_of(epoch)
+            if fix_date is not None:
+                out = self._emit(epoch, fix_date)
         # If the previous epoch was emitted just now and this one is complete already (rare), it
         # waits for its next sentence or the next epoch change: never two fixes from one call.
         return out
@@ -143,30 +165,52 @@ class FixAssembler:
 
     # --- internals --------------------------------------------------------------------------------
 
-    def _merge(self, epoch: _Epoch, msg: RMC | GGA | GLL | GNS | ZDA) -> None:  # noqa: PLR0912 - one branch per sentence kind reads best
-        if isinstance(msg, RMC):
+    def _vtg(self, msg: VTG) -> None:
+        # No time of day: belongs to the current epoch; fills speed/course when RMC had none.
+        epoch = self._epoch
+        if epoch is not None and not epoch.emitted:
+            if epoch.speed_kmh is None:
+                if msg.speed_kmh is not None:
+                    epoch.speed_kmh = msg.speed_kmh
+                elif msg.speed_knots is not None:
+                    epoch.speed_kmh = msg.speed_knots * KMH_PER_KNOT
+            if epoch.course_deg is None:
+                epoch.course_deg = msg.course_true_deg
+
+    def _merge(self, epoch: _Epoch, kind: int, msg: RMC | GGA | GLL | GNS | ZDA) -> None:  # noqa: PLR0912 - one branch per sentence kind reads best
+        # ``kind`` is _kind_of(msg); the asserts tell the type checker (and cost next to nothing).
+        if kind == _RMC:
+            assert isinstance(msg, RMC)
             epoch.has_rmc = True
-            if not msg.has_fix:
+            # RMC.has_fix, inlined: status A, FAA mode not N, a position.
+            lat, lon = msg.lat, msg.lon
+            if msg.status != "A" or msg.mode == "N" or lat is None or lon is None:
                 epoch.void = True
                 return
-            epoch.position(msg.lat, msg.lon, _RANK_RMC, msg.talker)
+            if epoch.rank <= _RANK_RMC:
+                epoch.lat, epoch.lon, epoch.rank, epoch.talker = lat, lon, _RANK_RMC, msg.talker
             if msg.speed_knots is not None:
                 epoch.speed_kmh = msg.speed_knots * KMH_PER_KNOT
             if msg.course_deg is not None:
                 epoch.course_deg = msg.course_deg
             if msg.date is not None:
                 epoch.date = msg.date
-                self._anchor = datetime.combine(msg.date, epoch.time)
-        elif isinstance(msg, GGA):
+                self._anchor_date, self._anchor_time = msg.date, epoch.time
+        elif kind == _GGA:
+            assert isinstance(msg, GGA)
             epoch.has_gga = True
-            if not msg.has_fix:
+            # GGA.has_fix, inlined: a non-zero quality and a position.
+            lat, lon = msg.lat, msg.lon
+            if not msg.quality or lat is None or lon is None:
                 epoch.void = True
                 return
-            epoch.position(msg.lat, msg.lon, _RANK_GGA, msg.talker)
+            if epoch.rank <= _RANK_GGA:
+                epoch.lat, epoch.lon, epoch.rank, epoch.talker = lat, lon, _RANK_GGA, msg.talker
             epoch.alt_m = msg.altitude_m
             epoch.satellites = msg.satellites
             epoch.hdop = msg.hdop
-        elif isinstance(msg, GNS):
+        elif kind == _GNS:
+            assert isinstance(msg, GNS)
             if not msg.has_fix:
                 epoch.void = True
                 return
@@ -177,65 +221,53 @@ class FixAssembler:
                 epoch.satellites = msg.satellites
             if epoch.hdop is None:
                 epoch.hdop = msg.hdop
-        elif isinstance(msg, GLL):
+        elif kind == _GLL:
+            assert isinstance(msg, GLL)
             if not msg.has_fix:
                 epoch.void = True
                 return
             epoch.position(msg.lat, msg.lon, _RANK_GLL, msg.talker)
-        else:  # ZDA
+        else:
+            assert isinstance(msg, ZDA)
             zda_date = msg.date
             if zda_date is not None:
                 epoch.date = zda_date
-                self._anchor = datetime.combine(zda_date, epoch.time)
+                self._anchor_date, self._anchor_time = zda_date, epoch.time
 
     def _date_of(self, epoch: _Epoch) -> date | None:
         """This epoch's date, or the last known one moved across midnight if the time wrapped."""
         if epoch.date is not None:
             return epoch.date
-        if self._anchor is None:
+        if self._anchor_date is None:
             return None
-        candidate = datetime.combine(self._anchor.date(), epoch.time)
-        if candidate - self._anchor < -_HALF_DAY:  # 23:59:59 -> 00:00:00: next day
+        anchor = datetime.combine(self._anchor_date, self._anchor_time)
+        candidate = datetime.combine(self._anchor_date, epoch.time)
+        if candidate - anchor < -_HALF_DAY:  # 23:59:59 -> 00:00:00: next day
             candidate += timedelta(days=1)
-        elif candidate - self._anchor > _HALF_DAY:  # a late sentence from before midnight
+        elif candidate - anchor > _HALF_DAY:  # a late sentence from before midnight
             candidate -= timedelta(days=1)
         return candidate.date()
 
-    def _valid(self, epoch: _Epoch) -> bool:
-        return (
-            not epoch.emitted
-            and not epoch.void
-            and epoch.lat is not None
-            and self._date_of(epoch) is not None
-        )
-
-    def _complete(self, epoch: _Epoch) -> bool:
-        if self._sends_rmc and not epoch.has_rmc:
-            return False
-        if self._sends_gga and not epoch.has_gga:
-            return False
-        return self._valid(epoch)
-
     def _close(self) -> Fix | None:
         epoch = self._epoch
-        if epoch is not None and self._valid(epoch):
-            return self._emit(epoch)
+        if epoch is not None and not epoch.emitted and not epoch.void and epoch.lat is not None:
+            fix_date = self._date_of(epoch)
+            if fix_date is not None:
+                return self._emit(epoch, fix_date)
         return None
 
-    def _emit(self, epoch: _Epoch) -> Fix:
-        fix_date = self._date_of(epoch)
-        assert fix_date is not None
+    def _emit(self, epoch: _Epoch, fix_date: date) -> Fix:
         assert epoch.lat is not None
         assert epoch.lon is not None
         epoch.emitted = True
         return Fix(
-            fix_time=datetime.combine(fix_date, epoch.time, tzinfo=UTC),
-            lat=epoch.lat,
-            lon=epoch.lon,
-            alt_m=epoch.alt_m,
-            speed_kmh=epoch.speed_kmh,
-            course_deg=epoch.course_deg,
-            satellites=epoch.satellites,
-            hdop=epoch.hdop,
-            talker=epoch.talker,
+            datetime.combine(fix_date, epoch.time, tzinfo=UTC),
+            epoch.lat,
+            epoch.lon,
+            epoch.alt_m,
+            epoch.speed_kmh,
+            epoch.course_deg,
+            epoch.satellites,
+            epoch.hdop,
+            epoch.talker,
         )

@@ -66,10 +66,24 @@ def _str(text: str) -> str | None:
     return text or None
 
 
+# Small memo caches for the fields every sentence of an epoch repeats (RMC and GGA carry the same
+# time of day and position text): the first sentence converts, the next ones look it up. Only
+# successful conversions are stored, keyed by the exact text, so results and errors are unchanged;
+# a cache is simply emptied when full, which keeps it bounded whatever the input.
+_CACHE_MAX: Final = 64
+_TIME_CACHE: Final[dict[str, time]] = {}
+_DATE_CACHE: Final[dict[str, date]] = {}
+_LAT_CACHE: Final[dict[str, float]] = {}  # "ddmm.mmmm" -> unsigned degrees
+_LON_CACHE: Final[dict[str, float]] = {}  # "dddmm.mmmm" -> unsigned degrees
+
+
 def _time(text: str) -> time | None:
     """``hhmmss[.s...]`` -> time; second 60 (leap second) -> 59.999999."""
     if not text:
         return None
+    cached = _TIME_CACHE.get(text)
+    if cached is not None:
+        return cached
     if len(text) < 6 or not text[:6].isdigit():
         raise ValueError(f"bad time of day {text!r}")
     hour, minute, second = int(text[0:2]), int(text[2:4]), int(text[4:6])
@@ -81,7 +95,11 @@ def _time(text: str) -> time | None:
         micro = int((frac + "000000")[:6])
     if second == 60:
         second, micro = 59, 999_999
-    return time(hour, minute, second, micro)  # ValueError on 25:00 etc.
+    result = time(hour, minute, second, micro)  # ValueError on 25:00 etc.
+    if len(_TIME_CACHE) >= _CACHE_MAX:
+        _TIME_CACHE.clear()
+    _TIME_CACHE[text] = result
+    return result
 
 
 def _year2(yy: int) -> int:
@@ -93,17 +111,23 @@ def _date6(text: str) -> date | None:
     """``ddmmyy`` -> date."""
     if not text:
         return None
+    cached = _DATE_CACHE.get(text)
+    if cached is not None:
+        return cached
     if len(text) != 6 or not text.isdigit():
         raise ValueError(f"bad date {text!r}")
-    return date(_year2(int(text[4:6])), int(text[2:4]), int(text[0:2]))
+    result = date(_year2(int(text[4:6])), int(text[2:4]), int(text[0:2]))
+    if len(_DATE_CACHE) >= _CACHE_MAX:
+        _DATE_CACHE.clear()
+    _DATE_CACHE[text] = result
+    return result
 
 
-def _angle(value_text: str, hemisphere: str, max_degrees: int, negative: str) -> float | None:
-    """``[d]ddmm.mmmm`` + hemisphere -> signed decimal degrees; None when either part is empty."""
-    if not value_text or not hemisphere:
-        if value_text and not hemisphere:
-            raise ValueError(f"coordinate {value_text!r} without hemisphere")
-        return None
+def _degrees(value_text: str, max_degrees: int, cache: dict[str, float]) -> float:
+    """``[d]ddmm.mmmm`` -> unsigned decimal degrees, at most ``max_degrees`` (memoised)."""
+    cached = cache.get(value_text)
+    if cached is not None:
+        return cached
     dot = value_text.find(".")
     if dot < 0:
         dot = len(value_text)
@@ -116,19 +140,40 @@ def _angle(value_text: str, hemisphere: str, max_degrees: int, negative: str) ->
     result = degrees + minutes / 60.0
     if result > max_degrees:
         raise ValueError(f"coordinate out of range {value_text!r}")
-    return -result if hemisphere == negative else result
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[value_text] = result
+    return result
 
 
 def _lat(value_text: str, hemisphere: str) -> float | None:
-    if hemisphere and hemisphere not in ("N", "S"):
+    """Latitude field pair -> signed decimal degrees; None when either part is empty."""
+    if hemisphere == "N":
+        if value_text:
+            return _degrees(value_text, 90, _LAT_CACHE)
+    elif hemisphere == "S":
+        if value_text:
+            return -_degrees(value_text, 90, _LAT_CACHE)
+    elif hemisphere:
         raise ValueError(f"bad latitude hemisphere {hemisphere!r}")
-    return _angle(value_text, hemisphere, 90, "S")
+    elif value_text:
+        raise ValueError(f"coordinate {value_text!r} without hemisphere")
+    return None
 
 
 def _lon(value_text: str, hemisphere: str) -> float | None:
-    if hemisphere and hemisphere not in ("E", "W"):
+    """Longitude field pair -> signed decimal degrees; None when either part is empty."""
+    if hemisphere == "E":
+        if value_text:
+            return _degrees(value_text, 180, _LON_CACHE)
+    elif hemisphere == "W":
+        if value_text:
+            return -_degrees(value_text, 180, _LON_CACHE)
+    elif hemisphere:
         raise ValueError(f"bad longitude hemisphere {hemisphere!r}")
-    return _angle(value_text, hemisphere, 180, "W")
+    elif value_text:
+        raise ValueError(f"coordinate {value_text!r} without hemisphere")
+    return None
 
 
 def _at(fields: Fields, index: int) -> str:
@@ -322,28 +367,37 @@ Message = RMC | GGA | GLL | VTG | GSA | GSV | ZDA | TXT | GNS
 # --- decoders (field positions per the NMEA tables; see notes/nmea.md) ----------------------------
 
 
+# RMC and GGA are most of the traffic: their optional trailing fields are read after padding the
+# fields once to full length (one tuple concatenation instead of a bounds check per field).
+_PAD: Final = ("",) * 14
+
+
 def _rmc(talker: str, f: Fields) -> RMC:
-    _need(f, 9, "RMC")
-    var = _float(_at(f, 9))
-    if var is not None and _at(f, 10) == "W":
+    if len(f) < 13:
+        _need(f, 9, "RMC")
+        f += _PAD[: 13 - len(f)]
+    var = _float(f[9])
+    if var is not None and f[10] == "W":
         var = -var
     return RMC(
         talker,
         _time(f[0]),
-        _str(f[1]),
+        f[1] or None,
         _lat(f[2], f[3]),
         _lon(f[4], f[5]),
         _float(f[6]),
         _float(f[7]),
         _date6(f[8]),
         var,
-        _str(_at(f, 11)),
-        _str(_at(f, 12)),
+        f[11] or None,
+        f[12] or None,
     )
 
 
 def _gga(talker: str, f: Fields) -> GGA:
-    _need(f, 9, "GGA")
+    if len(f) < 14:
+        _need(f, 9, "GGA")
+        f += _PAD[: 14 - len(f)]
     return GGA(
         talker,
         _time(f[0]),
@@ -353,9 +407,9 @@ def _gga(talker: str, f: Fields) -> GGA:
         _int(f[6]),
         _float(f[7]),
         _float(f[8]),
-        _float(_at(f, 10)),
-        _float(_at(f, 12)),
-        _str(_at(f, 13)),
+        _float(f[10]),
+        _float(f[12]),
+        f[13] or None,
     )
 
 
@@ -476,14 +530,15 @@ DECODERS: Final[dict[str, Callable[[str, Fields], Message]]] = {
 
 def parse(raw: RawSentence) -> Message | None:
     """Decode a framed sentence: None for types we do not handle, ``NmeaError`` on a bad field."""
-    if raw.talker == "P":
+    talker = raw.talker
+    if talker == "P":
         return None
     decoder = DECODERS.get(raw.kind)
     if decoder is None:
         return None
     try:
-        return decoder(raw.talker, raw.fields)
+        return decoder(talker, raw.fields)
     except NmeaError:
         raise
     except (ValueError, IndexError, OverflowError) as exc:
-        raise NmeaError(f"bad {raw.talker}{raw.kind} sentence: {exc}") from exc
+        raise NmeaError(f"bad {talker}{raw.kind} sentence: {exc}") from exc
