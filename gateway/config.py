@@ -377,6 +377,15 @@ def _int_range(low: int, high: int) -> Validator:
     return check
 
 
+def _float_range(low: float, high: float) -> Validator:
+    def check(value: float, key: str) -> float:
+        if not low <= value <= high:
+            raise ConfigError(key, f"must be within {low:g}..{high:g}, got {value:g}")
+        return value
+
+    return check
+
+
 def _positive(value: float, key: str) -> float:
     if value <= 0:
         raise ConfigError(key, f"must be greater than 0, got {value:g}")
@@ -582,6 +591,10 @@ PROTOCOL_OPTIONS: Final[dict[str, dict[str, OptionSpec]]] = {
         ),
         "offline_after_s": OptionSpec("float", 1800.0, _positive),
         "kiss_port": OptionSpec("int", 0, _int_range(0, 15)),
+        # The radio channel, for the gateway's own airtime accounting (one frame at a time).
+        "channel_baud": OptionSpec("int", 1200, _int_range(300, 10_000_000)),
+        "txdelay_s": OptionSpec("float", 0.3, _float_range(0.0, 5.0)),
+        "gap_s": OptionSpec("float", 0.1, _float_range(0.0, 10.0)),
     },
     "hytera": _dial_in_options("hytera"),
     "jt808": _dial_in_options("jt808"),

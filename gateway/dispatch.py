@@ -19,8 +19,8 @@ Delivery: a unit's devices are tried in the configured order; the first whose li
 up gets the text, queued on its link's channel by priority; a device that fails (no
 protocol-level confirmation after the driver's retries, a rejection, a dropped link)
 hands over to the next. Each device gets at most ``dispatch.sends_per_device`` sends
-of a task across restarts (counted in the journal before the bytes go out), so a task
-is never transmitted more often than that times the driver's own retry bound.
+of a task across restarts (counted in the journal as its first frame goes out), so a
+task is never transmitted more often than that times the driver's own retry bound.
 """
 
 from __future__ import annotations
@@ -430,7 +430,7 @@ class Dispatcher:
         order_text = prefix + a.task.text
         reasons: dict[str, str] = {}
         while not a.is_ended():
-            tried = False
+            sends_before = self.store.attempts(a.task.task_id, a.unit)
             exhausted = True
             for device in devices:
                 sender = self._senders(device)
@@ -445,16 +445,18 @@ class Dispatcher:
                 if not sender.can_reach(device.address):
                     reasons[str(device)] = "link down"
                     continue
-                tried = True
                 if await self._send(a, device, sender, order_text, reasons):
                     return
                 if a.is_ended():
                     return
-            if exhausted or (not tried and utc_now() >= self._ack_deadline(a)):
+            # A pass that put nothing on air (links down, sends refused before the first
+            # frame) waits a moment, and gives up at the acknowledge deadline.
+            idle = self.store.attempts(a.task.task_id, a.unit) == sends_before
+            if exhausted or (idle and utc_now() >= self._ack_deadline(a)):
                 summary = "; ".join(f"{d}: {r}" for d, r in reasons.items()) or "no device"
                 self._end(a, "failed", detail=summary[:500])
                 return
-            if not tried:
+            if idle:
                 await asyncio.sleep(UNREACHABLE_RETRY_S)
 
     async def _send(
@@ -466,7 +468,6 @@ class Dispatcher:
         reasons: dict[str, str],
     ) -> bool:
         self._record(a, "queued", detail=str(device))
-        attempt = self.store.add_attempt(a.task.task_id, a.unit, str(device), utc_now())
         order = TextOrder(
             address=device.address,
             text=text,
@@ -474,16 +475,23 @@ class Dispatcher:
             voice=a.task.voice,
             key=a.key,
         )
+        attempt: list[int] = []
 
         def transmitted() -> None:
+            # The send counts against the device's budget from the moment its first frame
+            # is on the link, in the same step as the write: a send that only waited in
+            # the channel's queue when the process died costs nothing.
+            attempt.append(self.store.add_attempt(a.task.task_id, a.unit, str(device), utc_now()))
             self._record(a, "transmitted", detail=str(device))
 
         try:
             report = await sender.send_text(order, transmitted)
         except asyncio.CancelledError:
-            self.store.finish_attempt(attempt, "cancelled")
+            if attempt:
+                self.store.finish_attempt(attempt[0], "cancelled")
             raise
-        self.store.finish_attempt(attempt, report.outcome.value, report.reason)
+        if attempt:
+            self.store.finish_attempt(attempt[0], report.outcome.value, report.reason)
         if report.outcome is Delivery.DELIVERED:
             self._record(a, "delivered", detail=str(device))
             return True

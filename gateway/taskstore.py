@@ -21,8 +21,9 @@ Schema (all times RFC 3339 UTC with milliseconds):
     ``offset_s`` (monotonic seconds since ``received``), ``since_created_s`` (``at``
     minus ``created_at``: end to end, across two clocks), ``detail``.
 ``attempts``
-    one row per transmission of a task to a device, written *before* the bytes go
-    out: ``task_id``, ``unit``, ``device`` (``link:address``), ``at``, ``outcome``
+    one row per send of a task to a device, written when its first frame goes out (in
+    the same step as the write): ``task_id``, ``unit``, ``device`` (``link:address``),
+    ``at``, ``outcome``
     (``transmitted``, ``delivered``, ``failed``; empty while in flight), ``reason``.
 """
 
