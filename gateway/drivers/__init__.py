@@ -6,11 +6,13 @@ touches MQTT: it reports to an :class:`~gateway.drivers.base.EventSink`.
 
 from __future__ import annotations
 
+from gateway.drivers.aprs import AprsDriver
 from gateway.drivers.base import Driver, EventSink
 from gateway.drivers.nmea import NmeaDriver
 
 DRIVERS: dict[str, type[Driver]] = {
     "nmea": NmeaDriver,
+    "aprs": AprsDriver,
 }
 
 __all__ = ["DRIVERS", "Driver", "EventSink"]
