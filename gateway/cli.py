@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--format", choices=["toml", "json"], default="toml")
 
     demo = sub.add_parser("demo", help="everything on one machine, no hardware")
-    demo.add_argument("--duration", type=float, default=20.0, help="seconds to run (default 20)")
+    demo.add_argument("--duration", type=float, default=30.0, help="seconds to run (default 30)")
     demo.add_argument("--log-level", default="error")
     demo.add_argument(
         "--broker",

@@ -1,10 +1,14 @@
 """``fieldlink demo``: a broker, firmware stubs and the gateway on one machine, no hardware.
 
 It starts a private broker on a free loopback port (mosquitto when installed, else the
-embedded one from the ``demo`` extra), a BeiDou GPS receiver on a pty and a u-blox one
-on TCP, and the gateway with a config written for them. It prints what the gateway
-publishes, unplugs the pty receiver once on the way to show the link recover, and
-exits 0 after ``duration_s`` or on Ctrl-C.
+embedded one from the ``demo`` extra); two GPS receivers (a BeiDou module on a pty, a
+u-blox on TCP) in two patrol cars; four APRS walkie-talkies on a simulated 1200 baud
+channel behind a KISS TCP port; and the gateway with a config written for them. A
+scripted dispatcher then sends tasks of each priority: 张伟 accepts and walks to the
+scene, 李娜 declines, 王强's first radio never answers (his second one gets the task,
+nobody replies, and the acknowledge deadline is escalated). The demo prints what the
+gateway publishes as it happens, unplugs the BeiDou receiver once on the way, prints
+the SLA table at the end, and exits 0 after ``duration_s`` or on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import sqlite3
 import sys
 import tempfile
 import time
@@ -21,52 +26,97 @@ from typing import Any
 
 import aiomqtt
 
+from firmware_stubs.aprs_radio import AprsRadio
 from firmware_stubs.nmea_gps import GpsPty, NmeaGps, serve_pty, serve_tcp
+from firmware_stubs.radio_net import RadioNet
+from gateway import sla
 from gateway.broker import free_port, local_broker
-from gateway.config import parse_config
+from gateway.channel import afsk1200_airtime_s
+from gateway.config import Config, parse_config
 from gateway.daemon import Gateway
+from gateway.model import rfc3339, utc_now
 from gateway.systemd import Notifier
 
 GATEWAY_ID = "demo"
 BASE_TOPIC = "fieldlink"
+INCIDENT = (31.2318, 121.4752)
+"""People's Square, east side: where the urgent task sends 张伟."""
 # A second street loop for the TCP receiver, west of People's Square.
 ROUTE_WEST = ((31.2290, 121.4620), (31.2310, 121.4650), (31.2285, 121.4690), (31.2265, 121.4655))
+# 张伟 walks from a side street to the incident and back.
+ROUTE_ZHANG = ((31.2335, 121.4770), INCIDENT)
 
 
-def demo_config(tmp: Path, broker_url: str, pty_path: Path, tcp_port: int) -> dict[str, Any]:
+def demo_config(
+    tmp: Path, broker_url: str, pty_path: Path, tcp_port: int, kiss_port: int
+) -> dict[str, Any]:
+    fast = {"reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
     return {
         "gateway": {"id": GATEWAY_ID, "data_dir": str(tmp / "data")},
         "mqtt": {
             "url": broker_url,
             "base_topic": BASE_TOPIC,
-            "health_interval_s": 5.0,
+            "health_interval_s": 10.0,
             "reconnect_min_s": 0.2,
             "reconnect_max_s": 2.0,
         },
+        # Short deadlines so that a demo of half a minute shows an escalation.
+        "sla": {"acknowledge_s": 12, "on_scene_s": 40, "escalate_before_s": 4},
         "links": [
-            {
-                "name": "gps-bd",
-                "protocol": "nmea",
-                "url": str(pty_path),
-                "baudrate": 9600,
-                "unit": "li-na",
-                "reconnect_min_s": 0.2,
-                "reconnect_max_s": 1.0,
-            },
+            {"name": "gps-bd", "protocol": "nmea", "url": str(pty_path), "unit": "car-1", **fast},
             {
                 "name": "gps-net",
                 "protocol": "nmea",
                 "url": f"tcp://127.0.0.1:{tcp_port}",
-                "unit": "wang-fang",
-                "reconnect_min_s": 0.2,
-                "reconnect_max_s": 1.0,
+                "unit": "car-2",
+                **fast,
+            },
+            {
+                "name": "vhf",
+                "protocol": "aprs",
+                "url": f"tcp://127.0.0.1:{kiss_port}",
+                "callsign": "BH4GW-10",
+                "retry_intervals_s": [3.0, 3.0, 3.0],
+                **fast,
             },
         ],
         "units": [
-            {"id": "li-na", "name": "李娜"},
-            {"id": "wang-fang", "name": "王芳"},
+            {"id": "car-1", "name": "巡逻车一"},
+            {"id": "car-2", "name": "巡逻车二"},
+            {"id": "zhang-wei", "name": "张伟", "devices": ["vhf:BH4ZW-7"]},
+            {"id": "li-na", "name": "李娜", "devices": ["vhf:BH4LN-7"]},
+            {"id": "wang-qiang", "name": "王强", "devices": ["vhf:BH4WQ-7", "vhf:BH4WQ-9"]},
         ],
     }
+
+
+def walkie_talkies() -> list[AprsRadio]:
+    return [
+        AprsRadio(
+            "BH4ZW-7",
+            route=ROUTE_ZHANG,
+            speed_kmh=25,
+            beacon_interval_s=4,
+            reply="收到，马上到",
+            reply_delay_s=3,
+        ),
+        AprsRadio("BH4LN-7", reply="不行，在处理别的警情", reply_delay_s=4),
+        AprsRadio("BH4WQ-7", ack="never", reply=None),
+        AprsRadio("BH4WQ-9", reply=None),
+    ]
+
+
+def scripted_tasks() -> list[tuple[float, dict[str, Any]]]:
+    """(seconds after start, task) as a dispatch server would send them."""
+    incident = {"lat": INCIDENT[0], "lon": INCIDENT[1], "radius_m": 60, "address": "人民广场东侧"}
+    return [
+        (2.0, {"task_id": "demo-1", "units": ["zhang-wei"], "priority": "urgent",
+               "text": "人民广场东侧有人摔倒，请速到", "incident": incident}),
+        (3.0, {"task_id": "demo-2", "units": ["li-na"], "priority": "normal",
+               "text": "南京东路口噪音投诉，请核实"}),
+        (4.0, {"task_id": "demo-3", "units": ["wang-qiang"], "priority": "routine",
+               "text": "明早巡查福州路占道经营"}),
+    ]  # fmt: skip
 
 
 class Printer:
@@ -75,9 +125,10 @@ class Printer:
     def __init__(self) -> None:
         self.t0 = time.monotonic()
         self.positions = 0
+        self.stages = 0
 
     def line(self, what: str, text: str) -> None:
-        print(f"{time.monotonic() - self.t0:6.1f}s  {what:<13} {text}", flush=True)
+        print(f"{time.monotonic() - self.t0:6.1f}s  {what:<15} {text}", flush=True)
 
     def show(self, topic: str, payload: bytes) -> None:
         parts = topic.split("/")[2:]
@@ -91,23 +142,39 @@ class Printer:
             extra = f": {body['error']}" if body.get("error") else ""
             self.line(f"link {parts[1]}", f"{body['state']}{extra}")
         elif parts[0] == "units" and parts[-1] == "position":
-            self.positions += 1
-            speed = body.get("speed_kmh")
-            self.line(
-                f"unit {parts[1]}",
-                f"{body['lat']:.6f}, {body['lon']:.6f}"
-                + (f"  {speed:5.1f} km/h" if speed is not None else "")
-                + (f"  {body['satellites']} sats" if "satellites" in body else "")
-                + f"  fix {body['fix_time'][11:23]}  via {body['link']}",
-            )
+            self._position(parts[1], body)
         elif parts[0] == "units" and parts[-1] == "availability":
             self.line(f"unit {parts[1]}", f"{body['state']} via {body['via']}")
+        elif parts[0] == "units" and parts[-1] == "message":
+            self.line(f"unit {parts[1]}", f"says {body['text']!r}")
+        elif parts[0] == "tasks" and parts[-1] == "events":
+            self._stage(body)
         elif parts == ["health"]:
             links = ", ".join(
-                f"{name}: {c['positions']} positions, {c['rejected']} rejected"
+                f"{name}: {c['frames']} frames, {c['rejected']} rejected"
                 for name, c in body["links"].items()
             )
             self.line("health", f"outbox {body['outbox_depth']}; {links}")
+
+    def _position(self, unit: str, body: dict[str, Any]) -> None:
+        self.positions += 1
+        speed = body.get("speed_kmh")
+        self.line(
+            f"unit {unit}",
+            f"{body['lat']:.6f}, {body['lon']:.6f}"
+            + (f"  {speed:5.1f} km/h" if speed is not None else "")
+            + (f"  {body['satellites']} sats" if "satellites" in body else "")
+            + f"  via {body['link']} ({body['source']})",
+        )
+
+    def _stage(self, body: dict[str, Any]) -> None:
+        self.stages += 1
+        stage = body["stage"] + (f" {body['target']}" if "target" in body else "")
+        since = body.get("since_created_s")
+        took = f"+{since:6.1f}s" if isinstance(since, int | float) else " " * 8
+        detail = f"  {body['detail']}" if body.get("detail") else ""
+        who = body["unit"] or "-"
+        self.line(f"task {body['task_id']}", f"{who:<11} {stage:<24} {took}{detail}")
 
 
 async def _watch(host: str, port: int, printer: Printer) -> None:
@@ -120,7 +187,30 @@ async def _watch(host: str, port: int, printer: Printer) -> None:
                 printer.show(message.topic.value, message.payload)
 
 
-async def run_demo(duration_s: float = 20.0, broker: str = "auto") -> int:
+async def _dispatcher(host: str, port: int, printer: Printer) -> None:
+    """The command centre: sends the scripted tasks over MQTT, as a dispatch server would."""
+    async with aiomqtt.Client(
+        host, port, identifier="fieldlink-demo-centre", protocol=aiomqtt.ProtocolVersion.V5
+    ) as client:
+        start = time.monotonic()
+        for at, task in scripted_tasks():
+            await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+            task["created_at"] = rfc3339(utc_now())
+            printer.line(
+                "centre", f"dispatches {task['task_id']} ({task['priority']}) to {task['units'][0]}"
+            )
+            payload = json.dumps(task, ensure_ascii=False).encode()
+            await client.publish(f"{BASE_TOPIC}/{GATEWAY_ID}/tasks/dispatch", payload, qos=1)
+
+
+def _sla_table(config: Config) -> str:
+    path = config.gateway.data_dir / "journal.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        report = sla.build_report(conn, config.sla, since=None, now=utc_now())
+    return sla.render_table(report)
+
+
+async def run_demo(duration_s: float = 30.0, broker: str = "auto") -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -132,15 +222,23 @@ async def run_demo(duration_s: float = 20.0, broker: str = "auto") -> int:
         printer.line("broker", f"{type(broker_).__name__.lower()} on {broker_.url}")
         pty = GpsPty(tmp_path / "gps-bd")
         tcp_port = free_port()
-        config = parse_config(
-            demo_config(tmp_path, broker_.url, pty.link_path or tmp_path, tcp_port),
-            base_dir=tmp_path,
-            env={},
-        )
+        net = RadioNet(airtime_s=lambda frame: afsk1200_airtime_s(len(frame), txdelay_s=0.1))
+        kiss_ready: asyncio.Future[int] = loop.create_future()
         stubs_stop = asyncio.Event()
-        gateway = Gateway(config, notifier=Notifier({}))
         async with asyncio.TaskGroup() as tg:
-            watcher = tg.create_task(_watch(broker_.host, broker_.port, printer))
+            background = [
+                tg.create_task(_watch(broker_.host, broker_.port, printer)),
+                tg.create_task(net.serve(on_ready=lambda h, p: kiss_ready.set_result(p))),
+            ]
+            for radio in walkie_talkies():
+                background.append(tg.create_task(radio.run(net.attach(radio.callsign))))
+            kiss_port = await asyncio.wait_for(kiss_ready, 5)
+            config = parse_config(
+                demo_config(tmp_path, broker_.url, pty.link_path or tmp_path, tcp_port, kiss_port),
+                base_dir=tmp_path,
+                env={},
+            )
+            gateway = Gateway(config, notifier=Notifier({}))
             tg.create_task(
                 serve_pty(NmeaGps(profile="bd", rate_hz=1, speed_kmh=25), pty=pty, stop=stubs_stop)
             )
@@ -154,19 +252,23 @@ async def run_demo(duration_s: float = 20.0, broker: str = "auto") -> int:
             )
             await asyncio.sleep(0.3)  # the viewer subscribes before the gateway speaks
             gateway_task = tg.create_task(gateway.run())
+            background.append(tg.create_task(_dispatcher(broker_.host, broker_.port, printer)))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), duration_s * 0.4)
+                await asyncio.wait_for(stop.wait(), duration_s * 0.3)
             if not stop.is_set():
                 printer.line("demo", "unplugging the BeiDou receiver's serial line")
                 pty.reopen()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), duration_s * 0.6)
+                    await asyncio.wait_for(stop.wait(), duration_s * 0.7)
             printer.line("demo", "stopping")
             gateway.stop()
             await gateway_task
             await asyncio.sleep(0.2)  # let the viewer print the offline state
             stubs_stop.set()
-            watcher.cancel()
-    printer.line("demo", f"done: {printer.positions} positions published")
+            for task in background:
+                task.cancel()
+        printer.line("demo", f"done: {printer.positions} positions, {printer.stages} task stages")
+        print("\nSLA report from the journal (fieldlink sla):\n", flush=True)
+        print(_sla_table(config), flush=True)
     sys.stdout.flush()
     return 0

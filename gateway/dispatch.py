@@ -129,13 +129,16 @@ def _incident(value: object, task_id: str) -> Incident | None:
         return None
     if not isinstance(value, dict):
         raise TaskRejected("incident must be an object", task_id)
+    unknown = sorted(set(value) - {"lat", "lon", "radius_m", "address"})
+    if unknown:
+        raise TaskRejected(f"unknown keys in incident: {', '.join(unknown)}", task_id)
     address = value.get("address")
     if address is not None and not isinstance(address, str):
         raise TaskRejected("incident.address must be a string", task_id)
     return Incident(
         _number(value.get("lat"), "incident.lat", task_id, -90, 90),
         _number(value.get("lon"), "incident.lon", task_id, -180, 180),
-        _number(value.get("radius_m", 100), "incident.radius_m", task_id, 1, 100_000),
+        _number(value.get("radius_m"), "incident.radius_m", task_id, 1, 100_000),
         address,
     )
 
@@ -166,7 +169,7 @@ def parse_task(payload: bytes, known_units: Container[str], *, max_text_chars: i
         raise TaskRejected("text must be a non-empty string", task_id)
     if len(text) > max_text_chars:
         raise TaskRejected(f"text is {len(text)} characters, over {max_text_chars}", task_id)
-    priority = obj.get("priority", "normal")
+    priority = obj.get("priority")
     if priority not in PRIORITIES:
         raise TaskRejected("priority must be urgent, normal or routine", task_id)
     voice = obj.get("voice", False)

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import IN_CI, ROOT
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
@@ -30,15 +30,20 @@ def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
 def test_demo_runs_and_exits_0(broker: str) -> None:
     if broker == "mosquitto" and shutil.which("mosquitto") is None and not IN_CI:
         pytest.skip("mosquitto is not installed")
-    result = run_demo("--duration", "6", "--broker", broker)
+    result = run_demo("--duration", "24", "--broker", broker)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "gateway       online" in out
-    assert "unit li-na" in out
-    assert "unit wang-fang" in out
-    assert "link gps-bd   down" in out  # the unplug ...
-    assert out.count("link gps-bd   up") >= 2  # ... and the recovery
-    assert "gateway       offline" in out
+    assert "gateway         online" in out
+    assert "unit car-1" in out  # the BeiDou receiver on a pty
+    assert "unit car-2" in out  # the u-blox receiver on TCP
+    assert "link gps-bd     down" in out  # the unplug ...
+    assert out.count("link gps-bd     up") >= 2  # ... and the recovery
+    assert "link vhf        up" in out
+    for line in ("zhang-wei   acknowledged", "li-na       declined", "wang-qiang  escalated"):
+        assert line in out, line
+    assert "gateway         offline" in out
+    assert "SLA report" in out
+    assert "acknowledged" in out.split("SLA report from the journal")[1]
     assert "Traceback" not in result.stderr
 
 
