@@ -5,9 +5,10 @@ so that the test body can stay synchronous and the radios outlive daemon restart
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Coroutine
+from concurrent.futures import CancelledError, Future
 from typing import Any, TypeVar
 
 from firmware_stubs.aprs_radio import AprsRadio
@@ -87,3 +88,26 @@ class RadioField:
             return out
 
         return self._call(collect)
+
+
+class BackgroundLoop:
+    """Coroutines (radios connecting to a TNC) on an event loop of their own thread."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._futures: list[Future[None]] = []
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._futures.append(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    def stop(self) -> None:
+        for future in self._futures:
+            future.cancel()
+        for future in self._futures:
+            with contextlib.suppress(Exception, CancelledError):
+                future.result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()

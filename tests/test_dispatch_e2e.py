@@ -30,6 +30,7 @@ INCIDENT = (31.2304, 121.4737)
 TERMINAL_OR_ACKED = {"acknowledged", "declined", "failed", "expired", "cancelled", "closed"}
 RETRY_INTERVALS_S = [0.4, 0.4, 0.4]
 SENDS_PER_DEVICE = 2
+BROKER_OUTAGE_S = 30.0
 
 
 def config_text(data_dir: Path, broker: Mosquitto, field: RadioField, **sla: float) -> str:
@@ -296,7 +297,7 @@ def test_broker_down_in_the_middle(tmp_path: Path, mosquitto: Mosquitto) -> None
         # Take the broker away while those tasks are on air and being answered.
         time.sleep(0.3)
         mosquitto.stop()
-        time.sleep(8)  # long enough for every reply to come in while the broker is away
+        time.sleep(BROKER_OUTAGE_S)  # every reply comes in while the broker is away
         mosquitto.start()
         messages = centre.wait_for(
             lambda ms: all("acknowledged" in stages(ms, f"d{n}") for n in range(6)),
