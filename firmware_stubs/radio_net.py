@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import time
 from collections.abc import Callable
 
 from protocols.kiss import KissDecoder, KissFrame, encode_frame
@@ -62,8 +64,8 @@ class RadioNet:
         self._air = asyncio.Lock()
         self.frames = 0
         self.dropped = 0
-        self.log: list[tuple[str, bytes]] = []
-        """(sender, AX.25 frame) of everything sent, for tests."""
+        self.log: list[tuple[float, str, bytes]] = []
+        """(time.monotonic(), sender, AX.25 frame) of everything sent, for tests and benchmarks."""
 
     def attach(self, name: str) -> _Port:
         """A station's in-memory KISS stream (``read``/``write``) onto the channel."""
@@ -88,7 +90,7 @@ class RadioNet:
     def _broadcast(self, sender: _Port, ax25_frame: bytes) -> None:
         self.frames += 1
         if len(self.log) < 100_000:
-            self.log.append((sender.name, ax25_frame))
+            self.log.append((time.monotonic(), sender.name, ax25_frame))
         wire = encode_frame(ax25_frame)
         for port in self._ports:
             if port is not sender and not port.closed:
@@ -108,6 +110,9 @@ class RadioNet:
             assert task is not None
             sessions.add(task)
             station = self.attach(f"tcp:{writer.get_extra_info('peername')}")
+            sock = writer.get_extra_info("socket")
+            if sock is not None:  # frames are small and latency matters: no Nagle
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             async def pump_out() -> None:
                 while True:

@@ -594,6 +594,7 @@ PROTOCOL_OPTIONS: Final[dict[str, dict[str, OptionSpec]]] = {
         # The radio channel, for the gateway's own airtime accounting (one frame at a time).
         "channel_baud": OptionSpec("int", 1200, _int_range(300, 10_000_000)),
         "txdelay_s": OptionSpec("float", 0.3, _float_range(0.0, 5.0)),
+        "txtail_s": OptionSpec("float", 0.05, _float_range(0.0, 5.0)),
         "gap_s": OptionSpec("float", 0.1, _float_range(0.0, 10.0)),
     },
     "hytera": _dial_in_options("hytera"),

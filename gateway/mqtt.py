@@ -12,9 +12,9 @@ payload bytes, never protocol frames. What it promises (SPEC sections 5 and 7):
 * QoS 1 events live in the journal's outbox; they are published in order with a
   bounded window and deleted only after the broker's PUBACK;
 * inbound messages are committed to the journal *before* the broker gets its
-  PUBACK: paho's manual acknowledgement is switched on, and the CONNECT property
-  Receive Maximum bounds how many unacknowledged messages the broker sends, so
-  aiomqtt's bounded incoming queue can never overflow and drop one;
+  PUBACK: paho's manual acknowledgement is switched on; the CONNECT property
+  Receive Maximum asks the broker to keep at most 100 unacknowledged messages in
+  flight, and aiomqtt's incoming queue is bounded far above the broker's own queue;
 * reconnects back off exponentially with jitter.
 """
 
@@ -48,7 +48,11 @@ OUTBOX_WINDOW = 32
 """QoS 1 events in flight at once; far below paho's 65,535 message ids."""
 RECEIVE_MAXIMUM = 100
 """Unacknowledged inbound QoS 1 messages the broker may send us at once."""
-INCOMING_QUEUE_MAX = 4 * RECEIVE_MAXIMUM
+INCOMING_QUEUE_MAX = 50_000
+"""aiomqtt's queue of received messages. Brokers do not all keep to Receive Maximum
+(mosquitto 2.0 sent a subscriber that acks as it goes far more than 100 unacknowledged
+messages in a burst), so this bound is set well above any broker's per-client queue; a
+message dropped past it was never acknowledged and comes again after a reconnect."""
 PUBLISH_TIMEOUT_S = 15.0
 STOP_FLUSH_TIMEOUT_S = 5.0
 LIVE_QUEUE_MAX = 10_000
@@ -229,6 +233,8 @@ class MqttBridge:
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             timeout=10,
         )
+        # Our own window bounds what is in flight; aiomqtt's warning threshold must not be lower.
+        client.pending_calls_threshold = OUTBOX_WINDOW + RECEIVE_MAXIMUM
         # The one reach into paho: hold PUBACKs until the journal has the message.
         client._client.manual_ack_set(True)  # noqa: SLF001 - aiomqtt 2.x has no public switch
         return client

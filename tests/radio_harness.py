@@ -80,7 +80,7 @@ class RadioField:
 
         def collect() -> list[str]:
             out = []
-            for _sender, frame_bytes in list(self.net.log):
+            for _at, _sender, frame_bytes in list(self.net.log):
                 frame = ax25.decode(frame_bytes)
                 packet = decode_frame(frame)
                 if isinstance(packet, AprsMessage) and packet.addressee.strip() == callsign:

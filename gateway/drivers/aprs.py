@@ -227,6 +227,7 @@ class AprsDriver(Driver):
         self.gap_s = _float_option(link, "gap_s", DEFAULT_GAP_S)
         self.txdelay_s = _float_option(link, "txdelay_s", TXDELAY_S)
         self.channel_baud = _int_option(link, "channel_baud", 1200)
+        self.txtail_s = _float_option(link, "txtail_s", TXTAIL_S)
         self.queue_timeout_s = QUEUE_TIMEOUT_S
         self.airtime_s: Callable[[bytes], float] = self.frame_airtime_s
         """How long each frame holds the channel; a test talking to a stub with no radio channel
@@ -257,9 +258,9 @@ class AprsDriver(Driver):
         unless ``channel_baud`` says otherwise) plus key-up delay and tail."""
         ax25_bytes = max(0, len(frame) - 3)  # FEND, type byte, FEND
         if self.channel_baud == 1200:
-            return afsk1200_airtime_s(ax25_bytes, txdelay_s=self.txdelay_s, txtail_s=TXTAIL_S)
+            return afsk1200_airtime_s(ax25_bytes, txdelay_s=self.txdelay_s, txtail_s=self.txtail_s)
         bits_s = afsk1200_airtime_s(ax25_bytes, txdelay_s=0.0, txtail_s=0.0) * 1200
-        return self.txdelay_s + bits_s / self.channel_baud + TXTAIL_S
+        return self.txdelay_s + bits_s / self.channel_baud + self.txtail_s
 
     async def run(self, conn: Connection) -> None:
         if self._channel is not None:
