@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from gateway.broker import Mosquitto
 from gateway.cli import main
 from gateway.config import parse_config
 from gateway.daemon import Gateway
 from gateway.errors import ConfigError
 from tests.conftest import ROOT
+from tests.support import GatewayProcess, wait_until
 
 
 def fieldlink(*args: str) -> subprocess.CompletedProcess[str]:
@@ -115,3 +117,36 @@ def test_simulate_nmea_gps_serves_a_pty_a_reader_can_open(tmp_path: Path) -> Non
     assert b"$GNRMC" in data or b"$BDGSV" in data
     assert proc.wait(30) == 0
     proc.stdout.close()
+
+
+def test_simulate_aprs_radio_usage_errors_exit_2() -> None:
+    result = fieldlink("simulate", "aprs-radio", "--no-such-option")
+    assert result.returncode == 2
+
+
+@pytest.mark.broker
+@pytest.mark.timeout(60)
+def test_dispatch_command_follows_a_task_to_its_end(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """`fieldlink dispatch` against a running daemon whose unit has no radio: the task is
+    received, then fails; the command prints both and exits 1."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[gateway]\nid = "gw1"\ndata_dir = "{tmp_path / "data"}"\n'
+        f'[mqtt]\nurl = "{mosquitto.url}"\n'
+        '[[units]]\nid = "zhang-wei"\nname = "张伟"\n',
+        encoding="utf-8",
+    )
+    daemon = GatewayProcess(config, tmp_path / "gateway.log").start()
+    try:
+        wait_until(lambda: "mqtt connected" in daemon.log(), 15, "the daemon connected")
+        result = fieldlink(
+            "dispatch", "-c", str(config), "--unit", "zhang-wei", "--priority", "urgent",
+            "--at", "31.2304,121.4737", "--timeout", "20", "到人民广场",
+        )  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        assert "received" in result.stdout
+        assert "failed" in result.stdout
+        bad = fieldlink("dispatch", "-c", str(config), "--unit", "x", "--at", "north", "hi")
+        assert bad.returncode == 2
+    finally:
+        daemon.ensure_stopped()
