@@ -5,10 +5,9 @@ so that the test body can stay synchronous and the radios outlive daemon restart
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections.abc import Callable, Coroutine
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from firmware_stubs.aprs_radio import AprsRadio
@@ -65,6 +64,7 @@ class RadioField:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.sleep(0.05)  # transports of the cancelled tasks finish closing
 
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -97,17 +97,23 @@ class BackgroundLoop:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self._futures: list[Future[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        self._futures.append(asyncio.run_coroutine_threadsafe(coro, self._loop))
+        async def start() -> None:
+            self._tasks.append(asyncio.get_running_loop().create_task(coro))
+
+        asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)
 
     def stop(self) -> None:
-        for future in self._futures:
-            future.cancel()
-        for future in self._futures:
-            with contextlib.suppress(Exception, CancelledError):
-                future.result(5)
+        async def shutdown() -> None:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            # Let transports closed by the cancelled tasks finish closing.
+            await asyncio.sleep(0.05)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
