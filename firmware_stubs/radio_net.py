@@ -67,10 +67,18 @@ class RadioNet:
         self.log: list[tuple[float, str, bytes]] = []
         """(time.monotonic(), sender, AX.25 frame) of everything sent, for tests and benchmarks."""
 
-    def attach(self, name: str) -> _Port:
-        """A station's in-memory KISS stream (``read``/``write``) onto the channel."""
+    def attach(self, name: str, *, first: bool = False) -> _Port:
+        """A station's in-memory KISS stream (``read``/``write``) onto the channel.
+
+        ``first`` puts the station at the head of the delivery order: a KISS TCP client
+        (the gateway) hears each frame before the in-process radios start decoding it,
+        so the radios' own work does not show up as the gateway's latency.
+        """
         port = _Port(self, name)
-        self._ports.append(port)
+        if first:
+            self._ports.insert(0, port)
+        else:
+            self._ports.append(port)
         return port
 
     def detach(self, port: _Port) -> None:
@@ -109,7 +117,7 @@ class RadioNet:
             task = asyncio.current_task()
             assert task is not None
             sessions.add(task)
-            station = self.attach(f"tcp:{writer.get_extra_info('peername')}")
+            station = self.attach(f"tcp:{writer.get_extra_info('peername')}", first=True)
             sock = writer.get_extra_info("socket")
             if sock is not None:  # frames are small and latency matters: no Nagle
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
