@@ -428,3 +428,35 @@ def test_tcp_and_dial_in_links(
             await server.wait_closed()
 
     asyncio.run(scenario())
+
+
+def test_a_burst_of_tasks_loses_none(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    collector: Collector,
+    daemon_factory: list[GatewayProcess],
+) -> None:
+    """800 tasks at once: brokers may send more than Receive Maximum, and nothing may be
+    dropped on the way into the journal (a regression: aiomqtt's queue once dropped 358)."""
+    unit = '\n[[units]]\nid = "zhang-wei"\nname = "张伟"\n'
+    start_daemon(tmp_path, mosquitto, unit, daemon_factory)
+    collector.wait_for(
+        lambda ms: any(m.topic == f"{BASE}/state" and b"online" in m.payload for m in ms),
+        15,
+        "online",
+    )
+    created = "2026-11-28T08:00:00.000Z"
+    for n in range(800):
+        task = {"task_id": f"burst-{n}", "units": ["zhang-wei"], "text": "x",
+                "priority": "normal", "created_at": created}  # fmt: skip
+        collector.client.publish(f"{BASE}/tasks/dispatch", json.dumps(task), qos=1)
+
+    def received(ms: list[Received]) -> set[str]:
+        return {
+            m.topic.split("/")[3]
+            for m in ms
+            if m.topic.endswith("/events") and b'"received"' in m.payload
+        }
+
+    got = collector.wait_for(lambda ms: len(received(ms)) == 800, 60, "800 tasks received")
+    assert received(got) == {f"burst-{n}" for n in range(800)}
