@@ -146,34 +146,43 @@ def _degrees(value_text: str, max_degrees: int, cache: dict[str, float]) -> floa
     return result
 
 
-def _lat(value_text: str, hemisphere: str) -> float | None:
-    """Latitude field pair -> signed decimal degrees; None when either part is empty."""
-    if hemisphere == "N":
-        if value_text:
-            return _degrees(value_text, 90, _LAT_CACHE)
-    elif hemisphere == "S":
-        if value_text:
-            return -_degrees(value_text, 90, _LAT_CACHE)
+def _coordinate(
+    value_text: str,
+    hemisphere: str,
+    hemispheres: tuple[str, str, str],
+    max_degrees: int,
+    cache: dict[str, float],
+) -> float | None:
+    """A coordinate field pair -> signed decimal degrees; None when either part is empty.
+
+    ``hemispheres`` is (positive, negative, axis name): ("N", "S", "latitude").
+    """
+    positive, negative, axis = hemispheres
+    if hemisphere == positive:
+        sign = 1.0
+    elif hemisphere == negative:
+        sign = -1.0
     elif hemisphere:
-        raise ValueError(f"bad latitude hemisphere {hemisphere!r}")
-    elif value_text:
-        raise ValueError(f"coordinate {value_text!r} without hemisphere")
-    return None
+        raise ValueError(f"bad {axis} hemisphere {hemisphere!r}")
+    else:
+        if value_text:
+            raise ValueError(f"coordinate {value_text!r} without hemisphere")
+        return None
+    if not value_text:
+        return None
+    return sign * _degrees(value_text, max_degrees, cache)
+
+
+_LATITUDE: Final = ("N", "S", "latitude")
+_LONGITUDE: Final = ("E", "W", "longitude")
+
+
+def _lat(value_text: str, hemisphere: str) -> float | None:
+    return _coordinate(value_text, hemisphere, _LATITUDE, 90, _LAT_CACHE)
 
 
 def _lon(value_text: str, hemisphere: str) -> float | None:
-    """Longitude field pair -> signed decimal degrees; None when either part is empty."""
-    if hemisphere == "E":
-        if value_text:
-            return _degrees(value_text, 180, _LON_CACHE)
-    elif hemisphere == "W":
-        if value_text:
-            return -_degrees(value_text, 180, _LON_CACHE)
-    elif hemisphere:
-        raise ValueError(f"bad longitude hemisphere {hemisphere!r}")
-    elif value_text:
-        raise ValueError(f"coordinate {value_text!r} without hemisphere")
-    return None
+    return _coordinate(value_text, hemisphere, _LONGITUDE, 180, _LON_CACHE)
 
 
 def _at(fields: Fields, index: int) -> str:
