@@ -185,8 +185,9 @@ def test_tasks_reach_people_and_come_back(
                 for e in [m.json()]
             }
             recorded = {(s.unit, s.stage, s.target): s.at for s in store.stages(task_id)}
-            assert recorded.items() <= published.items() | recorded.items()
-            assert all(published[k] == v for k, v in recorded.items() if k in published)
+            # Everything published was journaled first, with the same time; the stages the
+            # test waited for are in both.
+            assert published.items() <= recorded.items(), task_id
         journal.close()
     finally:
         daemon.ensure_stopped()
