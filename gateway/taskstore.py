@@ -19,12 +19,21 @@ Schema (all times RFC 3339 UTC with milliseconds):
     never republished with another time. ``target`` is empty except for ``escalated``
     rows, where it names the stage whose deadline was about to pass. ``at``,
     ``offset_s`` (monotonic seconds since ``received``), ``since_created_s`` (``at``
-    minus ``created_at``: end to end, across two clocks), ``detail``.
+    minus ``created_at``: end to end, across two clocks), ``detail``, ``source``
+    (``device``: the unit's radio said it; ``centre``: a dispatcher recorded what a
+    person said by voice or phone, ``report_stage``; ``gateway``: the gateway's own
+    observation, such as a send or a position inside the incident radius) and
+    ``reported_by`` (who recorded a centre-reported stage).
 ``attempts``
     one row per send of a task to a device, written when its first frame goes out (in
     the same step as the write): ``task_id``, ``unit``, ``device`` (``link:address``),
     ``at``, ``outcome``
     (``transmitted``, ``delivered``, ``failed``; empty while in flight), ``reason``.
+``alarms``
+    one row per raise of an alarm by a unit's device: ``unit``, ``kind`` (``emergency``,
+    ``man_down``, ...), ``link``, ``device``, ``raised_at``, ``cleared_at`` and
+    ``cleared_by`` (``device`` or ``centre``; empty while raised), ``position`` (the
+    position JSON when the alarm carried one), ``detail``.
 """
 
 from __future__ import annotations
@@ -63,6 +72,8 @@ CREATE TABLE IF NOT EXISTS stages (
     offset_s REAL NOT NULL,
     since_created_s REAL,
     detail TEXT,
+    source TEXT NOT NULL DEFAULT 'gateway',
+    reported_by TEXT,
     PRIMARY KEY (task_id, unit, stage, target)
 );
 CREATE TABLE IF NOT EXISTS attempts (
@@ -75,7 +86,27 @@ CREATE TABLE IF NOT EXISTS attempts (
     reason TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_task ON attempts (task_id, unit);
+CREATE TABLE IF NOT EXISTS alarms (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    unit TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    link TEXT NOT NULL,
+    device TEXT NOT NULL,
+    raised_at TEXT NOT NULL,
+    cleared_at TEXT,
+    cleared_by TEXT,
+    position TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS alarms_raised ON alarms (cleared_at) WHERE cleared_at IS NULL;
+CREATE INDEX IF NOT EXISTS alarms_time ON alarms (raised_at);
 """
+
+_MIGRATIONS = (
+    ("stages", "source", "ALTER TABLE stages ADD COLUMN source TEXT NOT NULL DEFAULT 'gateway'"),
+    ("stages", "reported_by", "ALTER TABLE stages ADD COLUMN reported_by TEXT"),
+)
+"""Columns added after the first release: journals written before them gain them on open."""
 
 _BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 
@@ -123,6 +154,10 @@ class TaskStore:
     def __init__(self, journal: Journal) -> None:
         self._conn = journal.db.conn
         self._conn.executescript(SCHEMA)
+        for table, column, ddl in _MIGRATIONS:
+            columns = {r[1] for r in self._conn.execute(f"PRAGMA table_info([{table}])")}
+            if column not in columns:
+                self._conn.execute(ddl)
         self.boot = boot_id()
 
     def add_task(
