@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway import __version__
-from gateway.config import effective_config, load_config, render_toml
+from gateway.config import config_warnings, effective_config, load_config, render_toml
 from gateway.errors import ConfigError, FieldlinkError
 
 EXIT_OK = 0
@@ -117,6 +117,8 @@ def _demo(duration_s: float, log_level: str, broker: str) -> int:
 
 def _check_config(path: Path, fmt: str) -> int:
     config = load_config(path)
+    for warning in config_warnings(config):
+        print(f"fieldlink: warning: {warning}", file=sys.stderr)
     effective = effective_config(config)
     if fmt == "json":
         print(json.dumps(effective, ensure_ascii=False, indent=2))
@@ -128,6 +130,8 @@ def _check_config(path: Path, fmt: str) -> int:
 def _run(path: Path, log_level: str | None) -> int:
     config = load_config(path)
     setup_logging(log_level or config.gateway.log_level)
+    for warning in config_warnings(config):
+        log.warning("%s", warning)
     from gateway.daemon import Gateway  # noqa: PLC0415 - keep check-config light
 
     async def serve() -> None:

@@ -80,6 +80,10 @@ class GatewayConfig:
     id: str
     data_dir: Path
     log_level: str = "info"
+    max_implicit_units: int = 1000
+    """Devices heard but not listed become units up to this many; the rest are counted."""
+    max_fix_age_s: float = 86400.0
+    """A live position whose fix is older than this is not published."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +109,9 @@ class MqttConfig:
     key_file: Path | None = None
     tls_insecure: bool = False
     outbox_max_rows: int = 100_000
-    max_inbound_bytes: int = 65536
+    max_inbound_bytes: int = 262_144
+    response_topic_prefixes: tuple[str, ...] = ()
+    """Where MQTT 5 response topics may point besides the gateway's own ``response/`` tree."""
     password_file: Path | None = None  # where the password came from, if from a file
 
     @property
@@ -123,6 +129,32 @@ class SlaConfig:
     feedback_s: float = 3600
     close_s: float = 86400
     escalate_before_s: float = 10
+    # The centre's goals: the percentage of tasks that should reach each stage within its target.
+    goal_acknowledge: float = 95
+    goal_contact: float = 90
+    goal_on_scene: float = 90
+    goal_feedback: float = 90
+    goal_close: float = 95
+
+    def target_s(self, stage: str) -> float:
+        """The target of a stage of the five clocks, in seconds from the task's creation."""
+        return float(getattr(self, SLA_CLOCKS[stage][0]))
+
+    def goal(self, stage: str) -> float:
+        """The centre's goal for a stage, in percent of tasks within the target."""
+        return float(getattr(self, SLA_CLOCKS[stage][1]))
+
+
+SLA_CLOCKS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
+    {
+        "acknowledged": ("acknowledge_s", "goal_acknowledge"),
+        "contacted": ("contact_s", "goal_contact"),
+        "on_scene": ("on_scene_s", "goal_on_scene"),
+        "feedback": ("feedback_s", "goal_feedback"),
+        "closed": ("close_s", "goal_close"),
+    }
+)
+"""The seed's five clocks, in order: stage -> (target key, goal key) of ``[sla]``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +167,14 @@ class DispatchConfig:
 
     accept: tuple[str, ...] = ("1", "ok", "yes", "y", "收到", "好", "好的", "明白", "是", "可以")
     decline: tuple[str, ...] = ("0", "no", "n", "拒绝", "不行", "不去", "去不了", "无法")
+    contacted: tuple[str, ...] = ("已联系", "联系上", "已联系上", "联系了", "contacted")
     on_scene: tuple[str, ...] = ("到", "到达", "已到", "到了", "arrived", "onscene")
     closed: tuple[str, ...] = ("完成", "办结", "已完成", "处理完毕", "done", "closed")
     max_text_chars: int = 1000
     sends_per_device: int = 2
     poll_interval_s: float = 60.0
+    poll_timeout_s: float = 30.0
+    """Longest a ``poll_location`` request waits for the device's channel."""
     ref_in_text: bool = True
 
 
@@ -508,6 +543,8 @@ GATEWAY_OPTIONS: Final[Mapping[str, OptionSpec]] = {
     "log_level": OptionSpec(
         "str", "info", _one_of("debug", "info", "warning", "error", fold=str.lower)
     ),
+    "max_implicit_units": OptionSpec("int", 1000, _int_range(0, 1_000_000)),
+    "max_fix_age_s": OptionSpec("float", 86400.0, _positive),
 }
 
 MQTT_OPTIONS: Final[Mapping[str, OptionSpec]] = {
@@ -528,13 +565,18 @@ MQTT_OPTIONS: Final[Mapping[str, OptionSpec]] = {
     "tls_insecure": OptionSpec("bool", False),
     "outbox_max_rows": OptionSpec("int", 100_000, _int_range(1, 2**31 - 1)),
     "max_inbound_bytes": OptionSpec(
-        "int", 65536, _int_range(1, 268_435_455)
+        "int", 262_144, _int_range(1024, 268_435_455)
     ),  # MQTT's packet limit
+    "response_topic_prefixes": OptionSpec("str_list", (), _each(_mqtt_topic_prefix)),
 }
 _TLS_KEYS: Final = ("ca_file", "cert_file", "key_file", "tls_insecure")
 
 SLA_OPTIONS: Final[Mapping[str, OptionSpec]] = {
-    f.name: OptionSpec("float", float(getattr(SlaConfig(), f.name)), _positive)
+    f.name: OptionSpec(
+        "float",
+        float(getattr(SlaConfig(), f.name)),
+        _float_range(0.0, 100.0) if f.name.startswith("goal_") else _positive,
+    )
     for f in dataclasses.fields(SlaConfig)
 }
 
@@ -671,6 +713,8 @@ def _parse_gateway(table: Mapping[str, object], base_dir: Path) -> GatewayConfig
         id=str(v["id"]),
         data_dir=_resolve(base_dir, str(v["data_dir"])),
         log_level=str(v["log_level"]),
+        max_implicit_units=_int(v["max_implicit_units"]),
+        max_fix_age_s=_float(v["max_fix_age_s"]),
     )
 
 
@@ -724,6 +768,7 @@ def _parse_mqtt(
         tls_insecure=bool(v["tls_insecure"]),
         outbox_max_rows=_int(v["outbox_max_rows"]),
         max_inbound_bytes=_int(v["max_inbound_bytes"]),
+        response_topic_prefixes=tuple(str(p) for p in _words(v["response_topic_prefixes"])),
         password_file=password_file,
     )
 
@@ -811,6 +856,28 @@ def _mqtt_password(
     return password, path
 
 
+def config_warnings(cfg: Config) -> list[str]:
+    """What is allowed but unsafe: ``check-config`` prints these, ``run`` logs them."""
+    warnings = []
+    if cfg.mqtt.tls_insecure:
+        warnings.append(
+            "mqtt.tls_insecure: the broker's certificate is not verified; anyone on the path"
+            " can read and forge tasks (set ca_file instead)"
+        )
+    path = cfg.mqtt.password_file
+    if path is not None:
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            mode = 0
+        if mode & 0o007:
+            warnings.append(
+                f"mqtt.password_file: {path} is readable by every user (mode {mode & 0o777:o});"
+                " chmod 600 (or 640 with the service's group)"
+            )
+    return warnings
+
+
 def _check_back_off(values: Mapping[str, object], path: str) -> None:
     low, high = _float(values["reconnect_min_s"]), _float(values["reconnect_max_s"])
     if low > high:
@@ -822,7 +889,8 @@ def _check_back_off(values: Mapping[str, object], path: str) -> None:
 def _parse_sla(table: Mapping[str, object]) -> SlaConfig:
     _reject_unknown(table, "sla", SLA_OPTIONS)
     v = {name: _float(value) for name, value in _read(table, "sla", SLA_OPTIONS).items()}
-    deadlines = {name: value for name, value in v.items() if name != "escalate_before_s"}
+    deadlines = {name: value for name, value in v.items() if name.endswith("_s")}
+    del deadlines["escalate_before_s"]
     first = min(deadlines, key=deadlines.__getitem__)
     if v["escalate_before_s"] >= deadlines[first]:
         raise ConfigError(
@@ -841,11 +909,13 @@ def _vocabulary(value: tuple[str, ...] | list[str], key: str) -> tuple[str, ...]
 DISPATCH_OPTIONS: Final[Mapping[str, OptionSpec]] = {
     "accept": OptionSpec("str_list", DispatchConfig().accept, _vocabulary),
     "decline": OptionSpec("str_list", DispatchConfig().decline, _vocabulary),
+    "contacted": OptionSpec("str_list", DispatchConfig().contacted, _vocabulary),
     "on_scene": OptionSpec("str_list", DispatchConfig().on_scene, _vocabulary),
     "closed": OptionSpec("str_list", DispatchConfig().closed, _vocabulary),
     "max_text_chars": OptionSpec("int", 1000, _int_range(1, 10_000)),
     "sends_per_device": OptionSpec("int", 2, _int_range(1, 10)),
     "poll_interval_s": OptionSpec("float", 60.0, _positive),
+    "poll_timeout_s": OptionSpec("float", 30.0, _positive),
     "ref_in_text": OptionSpec("bool", True),
 }
 
@@ -861,11 +931,13 @@ def _parse_dispatch(table: Mapping[str, object]) -> DispatchConfig:
     return DispatchConfig(
         accept=_words(v["accept"]),
         decline=_words(v["decline"]),
+        contacted=_words(v["contacted"]),
         on_scene=_words(v["on_scene"]),
         closed=_words(v["closed"]),
         max_text_chars=_int(v["max_text_chars"]),
         sends_per_device=_int(v["sends_per_device"]),
         poll_interval_s=_float(v["poll_interval_s"]),
+        poll_timeout_s=_float(v["poll_timeout_s"]),
         ref_in_text=bool(v["ref_in_text"]),
     )
 
@@ -1083,9 +1155,7 @@ def effective_config(cfg: Config) -> dict[str, object]:
             mqtt["password_file"] = _plain(cfg.mqtt.password_file)
     return {
         "gateway": {
-            "id": cfg.gateway.id,
-            "data_dir": str(cfg.gateway.data_dir),
-            "log_level": cfg.gateway.log_level,
+            f.name: _plain(getattr(cfg.gateway, f.name)) for f in dataclasses.fields(GatewayConfig)
         },
         "mqtt": mqtt,
         "sla": {f.name: getattr(cfg.sla, f.name) for f in dataclasses.fields(SlaConfig)},

@@ -9,6 +9,7 @@ MQTT bridge as payload bytes on contract topics. It owns every task it starts
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -16,16 +17,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway import __version__, payloads
+from gateway import __version__, jsonin, payloads, plausible
 from gateway.channel import NORMAL
 from gateway.clock import clock_sync
 from gateway.config import Config, effective_config
-from gateway.dispatch import Dispatcher
+from gateway.dispatch import Dispatcher, text_problem
 from gateway.drivers import DRIVERS
-from gateway.drivers.base import TextSender
+from gateway.drivers.base import TextSender, hex_dump
 from gateway.errors import ConfigError, FieldlinkError
-from gateway.journal import Journal, OutboxFull
+from gateway.journal import MAX_HANDLING_ATTEMPTS, Journal, OutboxFull
 from gateway.links import LinkSupervisor
+from gateway.logs import RateLimitedLog
 from gateway.model import (
     Availability,
     Delivery,
@@ -52,6 +54,14 @@ PRESENCE_CHECK_INTERVAL_S = 1.0
 DEFAULT_OFFLINE_AFTER_S = {"nmea": 30.0}
 FALLBACK_OFFLINE_AFTER_S = 1800.0
 
+
+MAX_REQUESTS_IN_FLIGHT = 32
+"""Requests handled at once; beyond this a request is answered ``busy`` at once."""
+DEFAULT_REQUEST_TIMEOUT_S = 30.0
+REQUEST_TIMEOUTS_S = {"send_text": 3600.0}
+"""Per command, how long an answer may take; a request past it is answered with an error.
+``send_text`` waits for the device's confirmation through the link's retries;
+``poll_location`` waits ``dispatch.poll_timeout_s`` per device."""
 
 _TASK_ID_IN_JSON = re.compile(rb'"task_id"\s*:\s*"([A-Za-z0-9][A-Za-z0-9._:-]{0,127})"')
 
@@ -97,7 +107,7 @@ class Gateway:
             self.journal,
             version=__version__,
             started_at=self.started_at,
-            on_inbound=self._on_inbound,
+            on_inbound=self.on_inbound,
         )
         self.dispatcher = Dispatcher(
             config, self.journal, self.topics, emit=self._emit, senders=self._sender_for
@@ -107,13 +117,20 @@ class Gateway:
         self._last_heard: dict[str, tuple[float, str, float]] = {}
         self._availability: dict[str, Availability] = {}
         self.inbound_rejected = 0
+        self.inbound_failed = 0
+        self.responses_refused = 0
+        self._refusal_log = RateLimitedLog(log, 60.0)
+        self._implausible_log = RateLimitedLog(log, 10.0)
+        self._requests_in_flight: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # -- EventSink -------------------------------------------------------------
 
     def heard(self, device: DeviceRef) -> None:
-        unit = self.units.resolve(device)
+        unit = self.units.admit(device)
+        if unit is None:
+            return
         now = time.monotonic()
         offline_after = self._offline_after(device.link)
         self._last_heard[unit] = (now, device.link, offline_after)
@@ -121,21 +138,48 @@ class Gateway:
             self._set_availability(unit, Availability.ONLINE, device.link)
 
     def position(self, position: Position) -> None:
-        unit = self.units.resolve(position.device)
+        unit = self.units.admit(position.device)
+        if unit is None:
+            return
+        verdict = plausible.check(
+            position, utc_now(), max_fix_age_s=self.config.gateway.max_fix_age_s
+        )
+        if verdict.dropped:
+            self._implausible(position, verdict.dropped, whole=verdict.position is None)
+            if verdict.position is None:
+                return
+            position = verdict.position
         payload = payloads.position(position)
         self._last_position[unit] = payload
         self.bridge.set_retained(self.topics.position(unit), payload, qos=0)
         self.dispatcher.on_position(unit, position.lat, position.lon, position.received_at)
 
+    def _implausible(self, position: Position, reasons: tuple[str, ...], *, whole: bool) -> None:
+        counters = self.counters.get(position.device.link)
+        if counters is not None:
+            for reason in reasons:
+                counters.implausible[reason] = counters.implausible.get(reason, 0) + 1
+        self._implausible_log.warning(
+            "%s: implausible position from %s (%s) %s",
+            position.device.link,
+            position.device,
+            ", ".join(reasons),
+            "not published" if whole else "those fields dropped",
+        )
+
     def text(self, text: TextFromUnit) -> None:
-        unit = self.units.resolve(text.device)
+        unit = self.units.admit(text.device)
+        if unit is None:
+            return
         if self.dispatcher.on_reply(unit, text.text, text.at):
             return
         body = {"text": text.text, "at": rfc3339(text.at), "link": text.device.link}
         self._emit(self.topics.message(unit), payloads.dumps(body))
 
     def answer(self, answer: UnitAnswer) -> None:
-        unit = self.units.resolve(answer.device)
+        unit = self.units.admit(answer.device)
+        if unit is None:
+            return
         if not self.dispatcher.on_answer(unit, answer.stage, answer.ref, answer.at):
             log.info("unit %s answered %s with no task open", unit, answer.stage)
 
@@ -193,6 +237,17 @@ class Gateway:
                 "connects": self.bridge.connects,
                 "published": self.bridge.published,
                 "inbound_rejected": self.inbound_rejected + self.bridge.inbound_rejected,
+                "inbound_failed": self.inbound_failed,
+                "quarantined": self.journal.quarantined,
+                "responses_refused": self.responses_refused,
+                "responses_dropped": self.bridge.responses_dropped,
+                "requests_in_flight": len(self._requests_in_flight),
+                "coalesced": self.bridge.coalesced,
+            },
+            "units": {
+                "configured": len(self.config.units),
+                "implicit": self.units.implicit_units,
+                "implicit_refused": self.units.implicit_refused,
             },
             "links": {
                 s.cfg.name: {
@@ -203,6 +258,7 @@ class Gateway:
                     "positions": s.counters.positions,
                     "rejected": s.counters.rejected,
                     "rejected_by_reason": dict(s.counters.rejected_by_reason),
+                    "implausible": dict(s.counters.implausible),
                     "reconnects": s.counters.reconnects,
                 }
                 for s in self.supervisors
@@ -212,35 +268,74 @@ class Gateway:
 
     # -- inbound -----------------------------------------------------------------
 
-    async def _on_inbound(self, message: InboundMessage) -> None:
-        """Handle one inbound message (already journaled by the bridge)."""
+    def on_inbound(self, message: InboundMessage) -> None:
+        """Take one journaled message from the bridge (or a replay); returns at once.
+
+        Tasks and cancels are handled here and now (no radio is waited on); requests run on
+        tasks of their own, at most :data:`MAX_REQUESTS_IN_FLIGHT` at once. Whatever a
+        handler raises is logged once, answered where it can be, and the message is
+        quarantined: no input can stop the gateway or crash it again after a restart.
+        """
+        try:
+            self._handle_inbound(message)
+        except Exception as exc:  # noqa: BLE001 - the catch-all the gateway's life depends on
+            self._handler_failed(message, exc)
+
+    def _handle_inbound(self, message: InboundMessage) -> None:
+        topic = message.topic
         if not message.seq:  # refused by the bridge (oversize): answer, nothing else
             self.inbound_rejected += 1
             why = f"payload of {len(message.payload)} bytes is over mqtt.max_inbound_bytes"
-            if message.topic == self.topics.dispatch:
+            if topic in (self.topics.dispatch, self.topics.cancel):
                 # Name the task if its id can be read from the first bytes, so the sender
                 # learns which task was refused.
                 found = _TASK_ID_IN_JSON.search(message.payload[:4096])
-                self.dispatcher.reject(found.group(1).decode() if found else None, why)
-            await self._answer(message, None, "error", error=why)
+                task_id = found.group(1).decode() if found else None
+                self.dispatcher.reject(task_id, why, payload=message.payload)
+            self._answer(message, self._command(topic), "error", error=why)
             return
-        topic = message.topic
         if topic == self.topics.dispatch:
             outcome, reason = self.dispatcher.dispatch(message.payload)
         elif topic == self.topics.cancel:
             outcome, reason = self.dispatcher.cancel(message.payload)
         elif topic.startswith(self.topics.request("")):
-            await self._on_request(message, topic.rsplit("/", 1)[-1])
+            self._start_request(message, topic.rsplit("/", 1)[-1])
             return
         else:
-            log.warning("inbound message on unexpected topic %s ignored", topic)
+            log.warning("inbound message on unexpected topic %s ignored", topic[:200])
+            self.journal.mark_handled(message.seq)
             return
         if outcome == "rejected":
             self.inbound_rejected += 1
         status = "error" if outcome == "rejected" else "ok"
-        await self._answer(message, None, status, data={"outcome": outcome}, error=reason)
+        self._answer(message, None, status, data={"outcome": outcome}, error=reason)
+        self.journal.mark_handled(message.seq)
 
-    async def _answer(
+    def _command(self, topic: str) -> str | None:
+        prefix = self.topics.request("")
+        return topic[len(prefix) :] if topic.startswith(prefix) else None
+
+    def _handler_failed(self, message: InboundMessage, exc: Exception) -> None:
+        self.inbound_failed += 1
+        log.error(
+            "inbound %s (journal seq %d, %d bytes: %s) failed its handler; quarantined",
+            message.topic[:200],
+            message.seq,
+            len(message.payload),
+            hex_dump(message.payload),
+            exc_info=exc,
+        )
+        if message.seq:
+            self.journal.quarantine(message.seq, f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(Exception):
+            self._answer(
+                message,
+                self._command(message.topic),
+                "error",
+                error="internal error while handling this message; it was quarantined",
+            )
+
+    def _answer(
         self,
         message: InboundMessage,
         command: str | None,
@@ -260,39 +355,105 @@ class Gateway:
             body["error"] = error
         payload = payloads.dumps(body)
         if command is not None:
-            await self.bridge.respond(self.topics.response(command), payload)
+            self.bridge.respond(self.topics.response(command), payload)
         if message.response_topic:
-            await self.bridge.respond(
-                message.response_topic, payload, correlation_data=message.correlation_data
+            if self._response_topic_allowed(message.response_topic):
+                self.bridge.respond(
+                    message.response_topic, payload, correlation_data=message.correlation_data
+                )
+            else:
+                self.responses_refused += 1
+                self._refusal_log.warning(
+                    "response topic %r refused: not under %s (mqtt.response_topic_prefixes"
+                    " allows more)",
+                    message.response_topic[:200],
+                    self.topics.response(""),
+                )
+
+    def _response_topic_allowed(self, topic: str) -> bool:
+        if not topic or any(ch in topic for ch in "+#\0") or len(topic.encode()) > 65535:
+            return False
+        prefixes = (
+            self.topics.response(""),
+            *(p + "/" for p in self.config.mqtt.response_topic_prefixes),
+        )
+        return topic.startswith(prefixes)
+
+    def _start_request(self, message: InboundMessage, command: str) -> None:
+        if len(self._requests_in_flight) >= MAX_REQUESTS_IN_FLIGHT:
+            self.inbound_rejected += 1
+            self._answer(
+                message,
+                command,
+                "error",
+                error=f"busy: {MAX_REQUESTS_IN_FLIGHT} requests in flight; try again later",
             )
+            self.journal.mark_handled(message.seq)
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._run_request(message, command), name=f"request:{command[:40]}"
+        )
+        self._requests_in_flight.add(task)
+        task.add_done_callback(self._requests_in_flight.discard)
+
+    async def _run_request(self, message: InboundMessage, command: str) -> None:
+        try:
+            await self._on_request(message, command)
+        except asyncio.CancelledError:
+            if self._stop.is_set():  # a graceful stop: say so, nothing to replay
+                with contextlib.suppress(Exception):
+                    self._answer(message, command, "error", error="the gateway is stopping")
+                    self.journal.mark_handled(message.seq)
+            raise
+        except Exception as exc:  # noqa: BLE001 - see on_inbound
+            self._handler_failed(message, exc)
+            return
+        self.journal.mark_handled(message.seq)
 
     async def _on_request(self, message: InboundMessage, command: str) -> None:
         try:
-            request = json.loads(message.payload or b"{}")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            request = jsonin.loads_object(
+                message.payload or b"{}",
+                what="a request",
+                max_bytes=self.config.mqtt.max_inbound_bytes,
+            )
+        except jsonin.JsonInputError as exc:
             self.inbound_rejected += 1
-            await self._answer(message, command, "error", error=f"malformed JSON: {exc}")
-            return
-        if not isinstance(request, dict):
-            self.inbound_rejected += 1
-            await self._answer(message, command, "error", error="a request is a JSON object")
+            self._answer(message, command, "error", error=str(exc))
             return
         transaction = request.get("transaction")
+        if transaction is not None and not _valid_transaction(transaction):
+            self.inbound_rejected += 1
+            self._answer(
+                message, command, "error",
+                error="transaction must be a string of up to 200 characters or an integer",
+            )  # fmt: skip
+            return
         handler = self._requests.get(command)
         if handler is None:
             self.inbound_rejected += 1
-            await self._answer(
+            self._answer(
                 message, command, "error", error=f"unknown command {command[:40]!r}",
                 transaction=transaction,
             )  # fmt: skip
             return
+        timeout_s = REQUEST_TIMEOUTS_S.get(command, DEFAULT_REQUEST_TIMEOUT_S)
+        if command == "poll_location":
+            timeout_s = max(timeout_s, 4 * self.config.dispatch.poll_timeout_s)
         try:
-            data = await handler(request)
+            async with asyncio.timeout(timeout_s):
+                data = await handler(request)
         except RequestError as exc:
             self.inbound_rejected += 1
-            await self._answer(message, command, "error", error=str(exc), transaction=transaction)
+            self._answer(message, command, "error", error=str(exc), transaction=transaction)
             return
-        await self._answer(message, command, "ok", data=data, transaction=transaction)
+        except TimeoutError:
+            self._answer(
+                message, command, "error", error=f"no answer within {timeout_s:g} s",
+                transaction=transaction,
+            )  # fmt: skip
+            return
+        self._answer(message, command, "ok", data=data, transaction=transaction)
 
     # -- requests ------------------------------------------------------------------
 
@@ -338,9 +499,11 @@ class Gateway:
     async def _req_nearest_units(self, request: dict[str, Any]) -> object:
         lat, lon = request.get("lat"), request.get("lon")
         limit = request.get("limit", 5)
-        if not isinstance(lat, int | float) or not isinstance(lon, int | float):
-            raise RequestError("lat and lon must be numbers")
-        if not isinstance(limit, int) or not 1 <= limit <= 1000:
+        if not _number_in(lat, -90, 90) or not _number_in(lon, -180, 180):
+            raise RequestError("lat must be a number in -90..90 and lon in -180..180")
+        assert isinstance(lat, int | float)
+        assert isinstance(lon, int | float)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise RequestError("limit must be an integer 1..1000")
         ranked = []
         for unit in self.config.units:
@@ -370,22 +533,32 @@ class Gateway:
     async def _req_poll_location(self, request: dict[str, Any]) -> object:
         unit = self._unit_arg(request)
         polled = []
+        failures = []
+        limit_s = self.config.dispatch.poll_timeout_s
         for device in self._devices_of(unit):
             sender = self._sender_for(device)
             if sender is None or not sender.can_reach(device.address):
                 continue
-            if await asyncio.wait_for(sender.poll_location(device.address), 30):
+            try:
+                async with asyncio.timeout(limit_s):
+                    asked = await sender.poll_location(device.address)
+            except TimeoutError:
+                failures.append(f"{device}: the channel stayed busy for {limit_s:g} s")
+                continue
+            if asked:
                 polled.append(str(device))
         if not polled:
-            raise RequestError(f"no reachable device of {unit} can be asked for a position")
+            why = "; ".join(failures) or "no reachable device can be asked for a position"
+            raise RequestError(f"{unit}: {why}")
         return {"polled": polled}
 
     async def _req_send_text(self, request: dict[str, Any]) -> object:
         unit = self._unit_arg(request)
         text = request.get("text")
-        limit = self.config.dispatch.max_text_chars
-        if not isinstance(text, str) or not text.strip() or len(text) > limit:
-            raise RequestError(f"text must be 1..{limit} characters")
+        problem = text_problem(text, self.config.dispatch.max_text_chars)
+        if problem is not None:
+            raise RequestError(problem)
+        assert isinstance(text, str)
         for device in self._devices_of(unit):
             sender = self._sender_for(device)
             if sender is None or not sender.can_reach(device.address):
@@ -414,15 +587,29 @@ class Gateway:
     def stop(self) -> None:
         self._stop.set()
 
-    async def _replay_unhandled(self) -> None:
-        """Inbound messages journaled but not handled before a crash: handle them now
-        (task ids make this idempotent)."""
+    def _replay_unhandled(self) -> None:
+        """Inbound messages journaled but not handled before the process ended: handle them
+        now (task ids make this idempotent), but never one whose handling already started
+        twice: that one is quarantined, so no message can crash every start."""
         for row in self.journal.unhandled_inbound():
-            message = InboundMessage(
-                row.seq, row.topic, row.payload, row.response_topic, row.correlation_data
+            if row.attempts >= MAX_HANDLING_ATTEMPTS:
+                self.inbound_failed += 1
+                log.error(
+                    "inbound %s (journal seq %d, %d bytes: %s) was being handled when the"
+                    " process ended, %d times; quarantined, not replayed",
+                    row.topic[:200], row.seq, len(row.payload), hex_dump(row.payload),
+                    row.attempts,
+                )  # fmt: skip
+                self.journal.quarantine(
+                    row.seq, f"handling did not finish in {row.attempts} attempts"
+                )
+                continue
+            self.journal.retry_inbound(row.seq)
+            self.on_inbound(
+                InboundMessage(
+                    row.seq, row.topic, row.payload, row.response_topic, row.correlation_data
+                )
             )
-            await self._on_inbound(message)
-            self.journal.mark_handled(row.seq)
 
     async def run(self) -> None:
         self.bridge.set_retained(self.topics.info, payloads.dumps(self.info()), qos=1)
@@ -430,7 +617,7 @@ class Gateway:
             async with asyncio.TaskGroup() as tg:
                 self._tasks["mqtt"] = tg.create_task(self.bridge.run(), name="mqtt")
                 self._tasks["dispatch"] = tg.create_task(self.dispatcher.run(), name="dispatch")
-                await self._replay_unhandled()
+                self._replay_unhandled()
                 for sup in self.supervisors:
                     self._tasks[f"link:{sup.cfg.name}"] = tg.create_task(
                         sup.run(), name=f"link:{sup.cfg.name}"
@@ -455,6 +642,8 @@ class Gateway:
                 for name, task in self._tasks.items():
                     if name != "mqtt":
                         task.cancel()
+                for request in list(self._requests_in_flight):
+                    request.cancel()
                 self.bridge.stop()
         finally:
             self.journal.close()
@@ -486,3 +675,15 @@ class Gateway:
         while True:
             self.bridge.set_retained(self.topics.health, payloads.dumps(self.health()), qos=0)
             await asyncio.sleep(interval)
+
+
+def _valid_transaction(value: object) -> bool:
+    if isinstance(value, str):
+        return len(value) <= 200
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+
+
+def _number_in(value: object, low: float, high: float) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return low <= value <= high

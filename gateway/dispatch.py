@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import re
@@ -35,12 +36,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway import payloads
+from gateway import jsonin, payloads
 from gateway.channel import PRIORITIES
 from gateway.config import Config
 from gateway.drivers.base import TextSender
 from gateway.errors import FieldlinkError
 from gateway.journal import Journal
+from gateway.logs import RateLimitedLog
 from gateway.model import Delivery, DeviceRef, TextOrder, rfc3339, utc_now
 from gateway.replies import ReplyReader, distance_m
 from gateway.taskstore import TaskRow, TaskStore
@@ -60,7 +62,8 @@ TICK_S = 0.25
 UNREACHABLE_RETRY_S = 1.0
 """While no device of a unit is reachable, look again this often (until the ack deadline)."""
 TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-UNIT_ID_RE = re.compile(r"[a-z0-9_-]{1,64}")
+MAX_OPEN_TASKS = 10_000
+"""Open tasks followed at once; beyond this a new task is rejected (a bound on memory)."""
 
 
 class TaskRejected(FieldlinkError, ValueError):
@@ -94,15 +97,29 @@ class Task:
 
 
 def _time(value: object, key: str, task_id: str) -> datetime:
-    if not isinstance(value, str):
-        raise TaskRejected(f"{key} must be an RFC 3339 time string", task_id)
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise TaskRejected(f"{key} is not an RFC 3339 time: {value[:40]!r}", task_id) from None
-    if moment.tzinfo is None:
-        raise TaskRejected(f"{key} needs a time zone (Z or +08:00)", task_id)
-    return moment
+        return jsonin.parse_rfc3339(value, key)
+    except jsonin.JsonInputError as exc:
+        raise TaskRejected(str(exc), task_id) from None
+
+
+_CONTROL = frozenset(chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) not in "\n\t")
+
+
+def text_problem(text: object, limit: int) -> str | None:
+    """Why ``text`` cannot go to a radio (None when it can): it must be a string of at most
+    ``limit`` characters with something visible in it and no control characters but line
+    breaks and tabs (radios would show them as garbage, or a modem take them as commands)."""
+    if not isinstance(text, str):
+        return "text must be a string"
+    if len(text) > limit:
+        return f"text is {len(text)} characters, over {limit}"
+    text = text.replace("\r\n", "\n")
+    if any(ch in _CONTROL for ch in text):
+        return "text contains control characters"
+    if not any(ch.isprintable() and not ch.isspace() for ch in text):
+        return "text has nothing visible in it"
+    return None
 
 
 def _number(value: object, key: str, task_id: str, low: float, high: float) -> float:
@@ -152,11 +169,9 @@ TASK_KEYS = frozenset(
 def parse_task(payload: bytes, known_units: Container[str], *, max_text_chars: int) -> Task:
     """Validate a task (SPEC section 5); raise :class:`TaskRejected` with the reason."""
     try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TaskRejected(f"malformed JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise TaskRejected("a task is a JSON object")
+        obj = jsonin.loads_object(payload, what="a task", max_bytes=max(len(payload), 1))
+    except jsonin.JsonInputError as exc:
+        raise TaskRejected(str(exc)) from None
     task_id = obj.get("task_id")
     if not isinstance(task_id, str) or not TASK_ID_RE.fullmatch(task_id):
         raise TaskRejected("task_id must be 1-128 characters of [A-Za-z0-9._:-]")
@@ -165,10 +180,10 @@ def parse_task(payload: bytes, known_units: Container[str], *, max_text_chars: i
         raise TaskRejected(f"unknown keys: {', '.join(unknown_keys)}", task_id)
     units = _units(obj.get("units"), known_units, task_id)
     text = obj.get("text")
-    if not isinstance(text, str) or not text.strip():
-        raise TaskRejected("text must be a non-empty string", task_id)
-    if len(text) > max_text_chars:
-        raise TaskRejected(f"text is {len(text)} characters, over {max_text_chars}", task_id)
+    problem = text_problem(text, max_text_chars)
+    if problem is not None:
+        raise TaskRejected(problem, task_id)
+    assert isinstance(text, str)
     priority = obj.get("priority")
     if priority not in PRIORITIES:
         raise TaskRejected("priority must be urgent, normal or routine", task_id)
@@ -216,7 +231,6 @@ class Assignment:
 
 
 SenderLookup = Callable[[DeviceRef], TextSender | None]
-Respond = Callable[[str, bytes, bytes | None], Awaitable[None]]
 Emit = Callable[[str, bytes], None]
 
 
@@ -244,8 +258,8 @@ class Dispatcher:
         self._assignments: dict[str, list[Assignment]] = {}  # task_id -> assignments
         self._by_unit: dict[str, list[Assignment]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._started = asyncio.Event()
         self.rejected = 0
+        self._reject_log = RateLimitedLog(log, 1.0)
 
     # -- intake --------------------------------------------------------------------
 
@@ -259,8 +273,12 @@ class Dispatcher:
                 payload, self._units, max_text_chars=self.config.dispatch.max_text_chars
             )
         except TaskRejected as exc:
-            self._reject(exc.task_id, exc.reason)
+            self._reject(exc.task_id, exc.reason, payload)
             return "rejected", exc.reason
+        if len(self._assignments) >= MAX_OPEN_TASKS and task.task_id not in self._assignments:
+            reason = f"{MAX_OPEN_TASKS} tasks are open; close or cancel some first"
+            self._reject(task.task_id, reason)
+            return "rejected", reason
         now = utc_now()
         body = payload.decode()
         with self._journal.transaction():
@@ -293,15 +311,13 @@ class Dispatcher:
 
     def cancel(self, payload: bytes) -> tuple[str, str | None]:
         try:
-            obj = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return self._rejected_cancel(None, f"malformed JSON: {exc}")
-        if not isinstance(obj, dict):
-            return self._rejected_cancel(None, "a cancel is a JSON object")
+            obj = jsonin.loads_object(payload, what="a cancel", max_bytes=max(len(payload), 1))
+        except jsonin.JsonInputError as exc:
+            return self._rejected_cancel(None, str(exc), payload)
         task_id = obj.get("task_id")
         if not isinstance(task_id, str) or not TASK_ID_RE.fullmatch(task_id):
             return self._rejected_cancel(
-                None, "task_id must be 1-128 characters of [A-Za-z0-9._:-]"
+                None, "task_id must be 1-128 characters of [A-Za-z0-9._:-]", payload
             )
         reason = obj.get("reason")
         detail = reason if isinstance(reason, str) and reason else "cancelled by the centre"
@@ -315,21 +331,33 @@ class Dispatcher:
                 self._end(a, "cancelled", detail=detail[:200])
         return "accepted", None
 
-    def _rejected_cancel(self, task_id: str | None, reason: str) -> tuple[str, str | None]:
-        self._reject(task_id, f"cancel: {reason}")
+    def _rejected_cancel(
+        self, task_id: str | None, reason: str, payload: bytes = b""
+    ) -> tuple[str, str | None]:
+        self._reject(task_id, f"cancel: {reason}", payload)
         return "rejected", reason
 
-    def reject(self, task_id: str | None, reason: str) -> None:
+    def reject(self, task_id: str | None, reason: str, *, payload: bytes = b"") -> None:
         """Refuse a task that could not even be read (oversize): a ``rejected`` event."""
-        self._reject(task_id, reason)
+        self._reject(task_id, reason, payload)
 
-    def _reject(self, task_id: str | None, reason: str) -> None:
+    def _reject(self, task_id: str | None, reason: str, payload: bytes = b"") -> None:
+        """A ``rejected`` event on the task's topic, or on ``tasks/rejected`` when the task
+        id could not be read (with the payload's size and hash, so the sender can find it)."""
         self.rejected += 1
-        log.warning("task %s rejected: %s", task_id or "(no usable task_id)", reason)
+        self._reject_log.warning("task %s rejected: %s", task_id or "(no usable task_id)", reason)
+        at = rfc3339(utc_now())
         if task_id is None:
+            anonymous = {
+                "reason": reason[:500],
+                "at": at,
+                "size": len(payload),
+                "sha256": hashlib.sha256(payload).hexdigest(),
+            }
+            self._emit(self._topics.rejected, payloads.dumps(anonymous))
             return
-        body = {"task_id": task_id, "unit": "", "stage": "rejected", "at": rfc3339(utc_now())}
-        body["detail"] = reason
+        body = {"task_id": task_id, "unit": "", "stage": "rejected", "at": at}
+        body["detail"] = reason[:500]
         self._emit(self._topics.task_events(task_id), payloads.dumps(body))
 
     def _track(self, assignments: list[Assignment]) -> None:
@@ -576,25 +604,33 @@ class Dispatcher:
 
     def _tick(self) -> None:
         now = utc_now()
-        sla = self.config.sla
         for assignments in list(self._assignments.values()):
             for a in list(assignments):
                 if a.is_ended():
                     continue
-                expires = a.task.expires_at
-                if expires is not None and now >= expires and "acknowledged" not in a.reached:
-                    self._end(a, "expired", detail=f"expired at {rfc3339(expires)}")
-                    continue
-                for stage, attr in DEADLINES:
-                    if stage in a.reached or (stage == "on_scene" and a.task.incident is None):
-                        continue
-                    deadline = a.task.created_at + timedelta(seconds=getattr(sla, attr))
-                    if now >= deadline - timedelta(seconds=sla.escalate_before_s):
-                        self._record(
-                            a, "escalated", at=now, target=stage,
-                            detail=f"{stage} due at {rfc3339(deadline)}",
-                        )  # fmt: skip
-                self._maybe_poll(a)
+                try:
+                    self._tick_one(a, now)
+                except Exception:  # a bug with one task must not stop the clock for all
+                    log.exception("timers of %s failed; ending it", a.key)
+                    with contextlib.suppress(Exception):
+                        self._end(a, "failed", detail="internal error in its timers")
+
+    def _tick_one(self, a: Assignment, now: datetime) -> None:
+        sla = self.config.sla
+        expires = a.task.expires_at
+        if expires is not None and now >= expires and "acknowledged" not in a.reached:
+            self._end(a, "expired", detail=f"expired at {rfc3339(expires)}")
+            return
+        for stage, attr in DEADLINES:
+            if stage in a.reached or (stage == "on_scene" and a.task.incident is None):
+                continue
+            deadline = a.task.created_at + timedelta(seconds=getattr(sla, attr))
+            if now >= deadline - timedelta(seconds=sla.escalate_before_s):
+                self._record(
+                    a, "escalated", at=now, target=stage,
+                    detail=f"{stage} due at {rfc3339(deadline)}",
+                )  # fmt: skip
+        self._maybe_poll(a)
 
     def _maybe_poll(self, a: Assignment) -> None:
         """Ask radios that report position only when asked, while a unit is on its way."""
@@ -612,7 +648,9 @@ class Dispatcher:
 
     async def _poll(self, sender: TextSender, device: DeviceRef) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(sender.poll_location(device.address), 30)
+            await asyncio.wait_for(
+                sender.poll_location(device.address), self.config.dispatch.poll_timeout_s
+            )
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         async def wrapper() -> None:
@@ -661,7 +699,6 @@ class Dispatcher:
         resumed = self.resume()
         if resumed:
             log.info("resumed %d open tasks from the journal", resumed)
-        self._started.set()
         try:
             while True:
                 self._tick()

@@ -9,7 +9,11 @@ Reliability rules it implements:
 
 * An event is appended to the outbox (committed) before anything else happens
   with it; the MQTT layer deletes the row only after the broker acknowledged it.
-* An inbound message is committed before the broker gets its PUBACK.
+* An inbound message is committed before the broker gets its PUBACK, counted as one
+  handling attempt, and deleted once it is handled (the task tables keep what matters).
+* A message whose handling never finished (the process died in it) is handled again at
+  the next start, once: a second unfinished attempt, or a handler that failed, moves it
+  to the ``quarantine`` table, so no message can crash the gateway on every start.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ import sqlite_utils
 from gateway.errors import FieldlinkError
 from gateway.model import rfc3339, utc_now
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+MAX_HANDLING_ATTEMPTS = 2
+"""Starts of an inbound message's handling before it is quarantined instead."""
+QUARANTINE_MAX_ROWS = 1000
+"""Quarantined messages kept for inspection; the oldest go first."""
 
 
 class JournalError(FieldlinkError):
@@ -53,6 +61,7 @@ class InboundRow:
     received_at: str
     response_topic: str | None
     correlation_data: bytes | None
+    attempts: int = 1
 
 
 class Journal:
@@ -64,6 +73,7 @@ class Journal:
         self._outbox_max_rows = outbox_max_rows
         self._ensure_schema()
         self._outbox_depth = self._count("outbox")
+        self.quarantined = self._count("quarantine")
 
     @classmethod
     def open(cls, path: Path, *, outbox_max_rows: int = 100_000) -> Journal:
@@ -108,9 +118,22 @@ class Journal:
                 handled INTEGER NOT NULL DEFAULT 0
             );
             CREATE INDEX IF NOT EXISTS inbound_unhandled ON inbound (handled) WHERE handled = 0;
+            CREATE TABLE IF NOT EXISTS quarantine (
+                seq INTEGER PRIMARY KEY,
+                topic TEXT NOT NULL,
+                payload BLOB NOT NULL,
+                received_at TEXT NOT NULL,
+                quarantined_at TEXT NOT NULL,
+                error TEXT NOT NULL
+            );
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
             """
         )
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(inbound)")}
+        if "attempts" not in columns:
+            self._conn.execute("ALTER TABLE inbound ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1")
+        # Journals written before handled rows were deleted: drop them now.
+        self._conn.execute("DELETE FROM inbound WHERE handled = 1")
         self._db.table("meta").upsert(
             {"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key"
         )
@@ -185,25 +208,57 @@ class Journal:
         response_topic: str | None = None,
         correlation_data: bytes | None = None,
     ) -> int:
-        """Commit an inbound message; call this before the broker gets its PUBACK."""
+        """Commit an inbound message; call this before the broker gets its PUBACK.
+
+        The row counts as one handling attempt: its handling starts right after.
+        """
         cur = self._conn.execute(
             "INSERT INTO inbound (topic, payload, received_at, response_topic, correlation_data,"
-            " handled) VALUES (?, ?, ?, ?, ?, 0)",
+            " handled, attempts) VALUES (?, ?, ?, ?, ?, 0, 1)",
             (topic, payload, rfc3339(utc_now()), response_topic, correlation_data),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
 
     def mark_handled(self, seq: int) -> None:
-        self._conn.execute("UPDATE inbound SET handled = 1 WHERE seq = ?", (seq,))
+        """The message is handled: its row goes (tasks live in the task tables)."""
+        self._conn.execute("DELETE FROM inbound WHERE seq = ?", (seq,))
+
+    def retry_inbound(self, seq: int) -> None:
+        """Count one more handling attempt of a message replayed after a restart."""
+        self._conn.execute("UPDATE inbound SET attempts = attempts + 1 WHERE seq = ?", (seq,))
+
+    def quarantine(self, seq: int, error: str) -> None:
+        """Move a message whose handling failed out of the inbound log, for inspection."""
+        with self.transaction():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO quarantine (seq, topic, payload, received_at,"
+                " quarantined_at, error) SELECT seq, topic, payload, received_at, ?, ?"
+                " FROM inbound WHERE seq = ?",
+                (rfc3339(utc_now()), error[:500], seq),
+            )
+            self._conn.execute("DELETE FROM inbound WHERE seq = ?", (seq,))
+            self._conn.execute(
+                "DELETE FROM quarantine WHERE seq NOT IN"
+                " (SELECT seq FROM quarantine ORDER BY seq DESC LIMIT ?)",
+                (QUARANTINE_MAX_ROWS,),
+            )
+        self.quarantined += 1
+
+    def quarantined_rows(self) -> list[tuple[int, str, str]]:
+        """``(seq, topic, error)`` of the quarantined messages, oldest first."""
+        rows = self._conn.execute("SELECT seq, topic, error FROM quarantine ORDER BY seq")
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
     def unhandled_inbound(self) -> list[InboundRow]:
         """Inbound messages stored but not yet handled (after a crash), oldest first."""
         rows = self._conn.execute(
-            "SELECT seq, topic, payload, received_at, response_topic, correlation_data"
+            "SELECT seq, topic, payload, received_at, response_topic, correlation_data, attempts"
             " FROM inbound WHERE handled = 0 ORDER BY seq"
         ).fetchall()
         return [
-            InboundRow(r[0], r[1], bytes(r[2]), r[3], r[4], None if r[5] is None else bytes(r[5]))
+            InboundRow(
+                r[0], r[1], bytes(r[2]), r[3], r[4], None if r[5] is None else bytes(r[5]), r[6]
+            )
             for r in rows
         ]

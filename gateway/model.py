@@ -100,6 +100,8 @@ class LinkCounters:
     positions: int = 0
     reconnects: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    implausible: dict[str, int] = field(default_factory=dict)
+    """Positions or fields dropped by the plausibility check, by reason."""
 
     def reject(self, reason: str) -> None:
         self.rejected += 1

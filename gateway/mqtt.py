@@ -15,6 +15,14 @@ payload bytes, never protocol frames. What it promises (SPEC sections 5 and 7):
   PUBACK: paho's manual acknowledgement is switched on; the CONNECT property
   Receive Maximum asks the broker to keep at most 100 unacknowledged messages in
   flight, and aiomqtt's incoming queue is bounded far above the broker's own queue;
+* the CONNECT property Maximum Packet Size (from ``mqtt.max_inbound_bytes``) keeps
+  the broker from sending anything larger, so no payload can fill memory;
+* the receive loop never waits on anything but the journal: the inbound handler is a
+  plain function that must return at once (the gateway starts tasks for slow work),
+  and responses go through a bounded queue of their own;
+* a session that fails for any reason other than the broker's ends with MQTT 5's
+  "disconnect with will message" after an explicit ``offline``, so the retained
+  ``state`` never claims ``online`` for a gateway that is not;
 * reconnects back off exponentially with jitter.
 """
 
@@ -26,7 +34,7 @@ import logging
 import socket
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,6 +42,7 @@ import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway import payloads
@@ -59,6 +68,16 @@ LIVE_QUEUE_MAX = 10_000
 """QoS 0 values waiting to be written while connected; the oldest go first when full."""
 PAHO_BACKLOG_MAX = 2_000
 """Packets paho may hold unsent before we stop handing it more and let the socket drain."""
+PACKET_OVERHEAD_BYTES = 8192
+"""Room in the announced Maximum Packet Size for the topic and properties beside the payload."""
+RESPONSE_QUEUE_MAX = 1000
+"""Responses waiting to be published; the oldest are dropped (and counted) beyond this."""
+ABANDON_TIMEOUT_S = 2.0
+"""How long a failing session may spend saying ``offline`` before it lets go."""
+_WILL_DISCONNECT = 0x04
+"""MQTT 5 DISCONNECT reason code "Disconnect with Will Message"."""
+_AUTH_FAILURES = frozenset({4, 5, 0x86, 0x87})
+"""CONNACK codes meaning bad credentials or not authorised (3.1.1 and 5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +91,9 @@ class InboundMessage:
     correlation_data: bytes | None
 
 
-InboundHandler = Callable[[InboundMessage], Awaitable[None]]
+InboundHandler = Callable[[InboundMessage], None]
+"""Takes a journaled message; returns at once (slow work goes on tasks of its own). The
+handler owns the journal row from then on: it marks it handled or quarantines it."""
 
 
 def _properties(packet_type: int) -> Properties:
@@ -122,6 +143,9 @@ class MqttBridge:
         self._dirty_event = asyncio.Event()
         self._live: deque[tuple[str, bytes]] = deque(maxlen=LIVE_QUEUE_MAX)
         self.coalesced = 0
+        self._responses: deque[tuple[str, bytes, bytes | None]] = deque()
+        self._responses_event = asyncio.Event()
+        self.responses_dropped = 0
         self._outbox_event = asyncio.Event()
         self._drained = asyncio.Event()
         self._connected = asyncio.Event()
@@ -188,13 +212,19 @@ class MqttBridge:
                     await self._session(client)
             except* aiomqtt.MqttError as group:
                 self.last_error = "; ".join(str(e) for e in group.exceptions)
+                self._log_auth_failure(group)
             except* _SessionEnd:
                 ended = True
+            except* Exception as group:
+                # A bug inside the session: said offline already (see _session); reconnect.
+                log.exception("mqtt session failed")
+                self.last_error = "; ".join(f"{type(e).__name__}: {e}" for e in group.exceptions)
             finally:
                 was_connected = self._connected.is_set()
                 self._connected.clear()
                 self._client = None
                 self._live.clear()  # the retained map holds the latest of each
+                self._responses.clear()  # a response only matters to a live requester
             if ended or self._stop.is_set():
                 return
             if was_connected:
@@ -203,6 +233,21 @@ class MqttBridge:
             log.info("mqtt reconnecting in %.1f s (%s)", delay, self.last_error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
+
+    def _log_auth_failure(self, group: BaseExceptionGroup[aiomqtt.MqttError]) -> None:
+        for exc in group.exceptions:
+            rc = getattr(exc, "rc", None)
+            code = getattr(rc, "value", rc)
+            if isinstance(code, int) and code in _AUTH_FAILURES:
+                log.error(
+                    "mqtt broker %s:%s refused the login of %r: %s (check mqtt.username and"
+                    " the password file)",
+                    self._cfg.host,
+                    self._cfg.port,
+                    self._cfg.username,
+                    exc,
+                )
+                return
 
     def _new_client(self) -> aiomqtt.Client:
         cfg = self._cfg
@@ -213,6 +258,7 @@ class MqttBridge:
             props = _properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = cfg.session_expiry_s
             props.ReceiveMaximum = RECEIVE_MAXIMUM
+            props.MaximumPacketSize = cfg.max_inbound_bytes + PACKET_OVERHEAD_BYTES
             will_props = _properties(PacketTypes.WILLMESSAGE)
             will_props.ContentType = "application/json"
         client = aiomqtt.Client(
@@ -247,11 +293,29 @@ class MqttBridge:
         self._dirty_event.set()
         await self._subscribe(client)
         self._connected.set()
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._receive(client), name="mqtt-receive")
-            tg.create_task(self._drain_outbox(client), name="mqtt-outbox")
-            tg.create_task(self._publish_retained(client), name="mqtt-retained")
-            tg.create_task(self._graceful_stop(client), name="mqtt-stop")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._receive(client), name="mqtt-receive")
+                tg.create_task(self._drain_outbox(client), name="mqtt-outbox")
+                tg.create_task(self._publish_retained(client), name="mqtt-retained")
+                tg.create_task(self._publish_responses(client), name="mqtt-responses")
+                tg.create_task(self._graceful_stop(client), name="mqtt-stop")
+        except BaseException as exc:
+            if not _only(exc, (_SessionEnd, aiomqtt.MqttError)):
+                await self._abandon(client)
+            raise
+
+    async def _abandon(self, client: aiomqtt.Client) -> None:
+        """End a session that failed (a bug, or the process being torn down) so that the
+        broker shows ``offline``: say it explicitly, then disconnect with the will."""
+        self._connected.clear()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await client.publish(
+                self._topics.state, self._offline, qos=1, retain=True, timeout=ABANDON_TIMEOUT_S
+            )
+        if self._cfg.protocol == "5":
+            reason = ReasonCode(PacketTypes.DISCONNECT, identifier=_WILL_DISCONNECT)
+            client._client.disconnect(reasoncode=reason)  # noqa: SLF001 - aiomqtt cannot say it
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         filters = self._topics.inbound_filters()
@@ -278,6 +342,7 @@ class MqttBridge:
     # -- inbound ----------------------------------------------------------------
 
     async def _receive(self, client: aiomqtt.Client) -> None:
+        """Journal, acknowledge, hand over; never waits on anything else."""
         paho_client = client._client  # noqa: SLF001 - manual PUBACK, see _new_client
         async for message in client.messages:
             topic = message.topic.value
@@ -303,28 +368,34 @@ class MqttBridge:
                 )
             if message.qos > 0:
                 paho_client.ack(message.mid, message.qos)
-            await self._on_inbound(InboundMessage(seq, topic, payload, response_topic, correlation))
-            if seq:
-                self._journal.mark_handled(seq)
+            self._on_inbound(InboundMessage(seq, topic, payload, response_topic, correlation))
 
-    async def respond(
-        self, topic: str, payload: bytes, *, correlation_data: bytes | None = None
-    ) -> None:
-        """Publish a response now (QoS 1, not journaled): it only matters while connected."""
-        client = self._client
-        if client is None or not self._connected.is_set():
+    def respond(self, topic: str, payload: bytes, *, correlation_data: bytes | None = None) -> None:
+        """Queue a response (QoS 1, not journaled: it only matters while connected)."""
+        if not self._connected.is_set():
             log.warning("response on %s dropped: not connected", topic)
             return
-        props: Properties | None = None
-        if self._cfg.protocol == "5":
-            props = _properties(PacketTypes.PUBLISH)
-            props.ContentType = "application/json"
-            if correlation_data is not None:
-                props.CorrelationData = correlation_data
-        try:
-            await client.publish(topic, payload, qos=1, properties=props, timeout=PUBLISH_TIMEOUT_S)
-        except aiomqtt.MqttError as exc:
-            log.warning("response on %s not delivered: %s", topic, exc)
+        if len(self._responses) >= RESPONSE_QUEUE_MAX:
+            self._responses.popleft()
+            self.responses_dropped += 1
+        self._responses.append((topic, payload, correlation_data))
+        self._responses_event.set()
+
+    async def _publish_responses(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._responses_event.wait()
+            self._responses_event.clear()
+            while self._responses:
+                topic, payload, correlation_data = self._responses.popleft()
+                props: Properties | None = None
+                if self._cfg.protocol == "5":
+                    props = _properties(PacketTypes.PUBLISH)
+                    props.ContentType = "application/json"
+                    if correlation_data is not None:
+                        props.CorrelationData = correlation_data
+                await client.publish(
+                    topic, payload, qos=1, properties=props, timeout=PUBLISH_TIMEOUT_S
+                )
 
     # -- outbound ---------------------------------------------------------------
 
@@ -403,3 +474,10 @@ class MqttBridge:
         # paho offers no event for "backlog drained"; this polls at 1 ms while it is large.
         while len(paho_client._out_packet) > PAHO_BACKLOG_MAX:  # noqa: SLF001, ASYNC110
             await asyncio.sleep(0.001)
+
+
+def _only(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """True when ``exc`` (or every leaf of an exception group) is one of ``kinds``."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only(e, kinds) for e in exc.exceptions)
+    return isinstance(exc, kinds)

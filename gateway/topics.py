@@ -46,6 +46,11 @@ class Topics:
     def cancel(self) -> str:
         return f"{self.root}/tasks/cancel"
 
+    @property
+    def rejected(self) -> str:
+        """Dispatch and cancel messages whose task id could not be read."""
+        return f"{self.root}/tasks/rejected"
+
     def task_events(self, task_id: str) -> str:
         return f"{self.root}/tasks/{task_id}/events"
 

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from gateway.config import Config, LinkConfig, implicit_unit_id, normalise_address
+from gateway.logs import RateLimitedLog
 from gateway.model import DeviceRef
+
+log = logging.getLogger(__name__)
+
+REFUSAL_LOG_INTERVAL_S = 60.0
 
 CACHE_MAX = 100_000
 """Resolved devices remembered; beyond this (a flood of strangers) each is resolved afresh."""
@@ -23,6 +30,34 @@ class UnitDirectory:
                 DeviceRef(link.name)
             )
         self._cache: dict[DeviceRef, str] = {}
+        self._configured = frozenset(self._by_device.values())
+        self._max_implicit = config.gateway.max_implicit_units
+        self._implicit: set[str] = set()
+        self.implicit_refused = 0
+        self._refusal_log = RateLimitedLog(log, REFUSAL_LOG_INTERVAL_S)
+
+    @property
+    def implicit_units(self) -> int:
+        """Units made for devices nobody listed, since the start."""
+        return len(self._implicit)
+
+    def admit(self, device: DeviceRef) -> str | None:
+        """The unit of ``device``, or None for a stranger beyond ``gateway.max_implicit_units``
+        (counted, and logged at most once a minute): what strangers can make is bounded."""
+        unit = self.resolve(device)
+        if unit in self._configured or unit in self._implicit:
+            return unit
+        if len(self._implicit) >= self._max_implicit:
+            self.implicit_refused += 1
+            self._refusal_log.warning(
+                "%s heard but not listed, and %d implicit units exist already"
+                " (gateway.max_implicit_units); not published",
+                device,
+                len(self._implicit),
+            )
+            return None
+        self._implicit.add(unit)
+        return unit
 
     def link(self, name: str) -> LinkConfig | None:
         return self._links.get(name)

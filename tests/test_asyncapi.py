@@ -656,6 +656,7 @@ data_dir = "{tmp_path / "data"}"
 [mqtt]
 url = "{mosquitto.url}"
 health_interval_s = 0.5
+response_topic_prefixes = ["{REPLIES}"]
 reconnect_min_s = 0.1
 reconnect_max_s = 0.5
 

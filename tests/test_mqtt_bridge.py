@@ -57,7 +57,7 @@ def test_outbox_survives_broker_restart_in_order(tmp_path: Path, mosquitto: Mosq
         journal = Journal.open(config.gateway.data_dir / "journal.sqlite")
         received: list[InboundMessage] = []
 
-        async def on_inbound(message: InboundMessage) -> None:
+        def on_inbound(message: InboundMessage) -> None:
             received.append(message)
 
         bridge = MqttBridge(
@@ -118,7 +118,7 @@ def test_inbound_is_journaled_before_puback(tmp_path: Path, mosquitto: Mosquitto
         journal = Journal.open(config.gateway.data_dir / "journal.sqlite")
         got: list[InboundMessage] = []
 
-        async def on_inbound(message: InboundMessage) -> None:
+        def on_inbound(message: InboundMessage) -> None:
             got.append(message)
 
         bridge = MqttBridge(

@@ -93,6 +93,7 @@ id = "gw1"
 data_dir = "{tmp_path / "data"}"
 [mqtt]
 url = "{mosquitto.url}"
+response_topic_prefixes = ["test"]
 [[links]]
 name = "gps0"
 protocol = "nmea"
