@@ -11,7 +11,7 @@ import re
 import sqlite3
 import unicodedata
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -22,11 +22,15 @@ from gateway.config import Config, SlaConfig, parse_config
 from gateway.journal import Journal
 from gateway.model import rfc3339
 from gateway.sla import (
+    ALARM_LIST_MAX,
+    SINCE_EARLIEST,
+    SINCE_LATEST,
     SKEW_TOLERANCE_S,
     STAGES,
     SinceError,
     SlaReport,
     build_report,
+    clock_label,
     format_duration,
     parse_since,
     percentile,
@@ -94,6 +98,8 @@ class JournalBuilder:
         *,
         target: str = "",
         since_created: bool = True,
+        source: str = "gateway",
+        reported_by: str | None = None,
     ) -> None:
         """A stage ``offset_s`` after the task was received (end to end from its created_at)."""
         received = datetime.fromisoformat(task.received_at)
@@ -101,10 +107,28 @@ class JournalBuilder:
         at = received + timedelta(seconds=offset_s)
         since_created_s = round((at - created).total_seconds(), 3) if since_created else None
         self.conn.execute(
-            "INSERT INTO stages (task_id, unit, stage, target, at, offset_s, since_created_s)"
+            "INSERT INTO stages (task_id, unit, stage, target, at, offset_s, since_created_s,"
+            " source, reported_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (task.task_id, unit, stage, target, rfc3339(at), offset_s, since_created_s, source,
+             reported_by),
+        )  # fmt: skip
+
+    def alarm(
+        self,
+        unit: str,
+        kind: str,
+        raised: datetime,
+        *,
+        cleared: datetime | None = None,
+        cleared_by: str | None = None,
+        link: str = "vhf",
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO alarms (unit, kind, link, device, raised_at, cleared_at, cleared_by)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (task.task_id, unit, stage, target, rfc3339(at), offset_s, since_created_s),
-        )
+            (unit, kind, link, f"{link}:{unit}", rfc3339(raised),
+             None if cleared is None else rfc3339(cleared), cleared_by),
+        )  # fmt: skip
 
     def report(self, *, since: datetime | None = None, now: datetime = NOW) -> SlaReport:
         return build_report(self.conn, SLA, since=since, now=now)
@@ -301,6 +325,398 @@ def test_day_is_the_utc_date_of_received(journal: JournalBuilder) -> None:
     assert [d.date for d in journal.report().days] == ["2024-05-01"]
 
 
+# --- the headline: the five clocks -------------------------------------------------------------
+
+NOW_H = DAY1 + timedelta(hours=2)
+
+
+def fill_headline(b: JournalBuilder) -> None:
+    """Seven tasks, eight assignments, created 1 s before receipt (end to end = offset + 1 s):
+
+    ==========  =========  ===========  ==========  =========  ==========  ===========
+    assignment  incident   acknowledged contacted   on_scene   feedback    closed
+    ==========  =========  ===========  ==========  =========  ==========  ===========
+    h1 alpha    yes        30 device    120 device  300 gw     1800 device 3600 device
+    h1 bravo    yes        90 centre    240 centre  420 centre missed      pending
+    h2 alpha    no         45 device    missed      n/a        3001 centre 3501 device
+    h3 charlie  yes        cancelled at 30 s: ended on every clock
+    h4 charlie  no         cancelled at 120 s: acknowledged missed, the rest ended (on_scene n/a)
+    h5 delta    no         declined at 20 s: ended (on_scene n/a)
+    h6 delta    yes        30 device    pending (101 s old at NOW_H) on the rest
+    h7 echo     no         missed (91 s old at NOW_H), pending on the rest (on_scene n/a)
+    ==========  =========  ===========  ==========  =========  ==========  ===========
+
+    Alarms: alpha's emergency cleared by the centre after 90 s, bravo's man_down cleared by
+    the device after 30.5 s, delta's low_battery still raised.
+    """
+    h1 = b.task("h1", received=DAY1, units=("alpha", "bravo"), incident=True)
+    for offset, stage, source in (
+        (29.0, "acknowledged", "device"), (119.0, "contacted", "device"),
+        (299.0, "on_scene", "gateway"), (1799.0, "feedback", "device"),
+        (3599.0, "closed", "device"),
+    ):  # fmt: skip
+        b.stage(h1, "alpha", stage, offset, source=source)
+    for offset, stage in ((89.0, "acknowledged"), (239.0, "contacted"), (419.0, "on_scene")):
+        b.stage(h1, "bravo", stage, offset, source="centre", reported_by="王芳")
+    h2 = b.task("h2", received=DAY1 + timedelta(minutes=2))
+    b.stage(h2, "alpha", "acknowledged", 44.0, source="device")
+    b.stage(h2, "alpha", "feedback", 3000.0, source="centre", reported_by="desk-3")
+    b.stage(h2, "alpha", "closed", 3500.0, source="device")
+    h3 = b.task("h3", received=DAY1 + timedelta(minutes=5), units=("charlie",), incident=True)
+    b.stage(h3, "charlie", "cancelled", 29.0)
+    h4 = b.task("h4", received=DAY1 + timedelta(minutes=10), units=("charlie",))
+    b.stage(h4, "charlie", "cancelled", 119.0)
+    h5 = b.task("h5", received=DAY1 + timedelta(minutes=15), units=("delta",))
+    b.stage(h5, "delta", "declined", 19.0, source="device")
+    h6 = b.task("h6", received=NOW_H - timedelta(seconds=100), units=("delta",), incident=True)
+    b.stage(h6, "delta", "acknowledged", 29.0, source="device")
+    b.task("h7", received=NOW_H - timedelta(seconds=90), units=("echo",))
+    for row, unit in ((h1, "alpha"), (h1, "bravo"), (h2, "alpha"), (h3, "charlie"),
+                      (h4, "charlie"), (h5, "delta"), (h6, "delta")):  # fmt: skip
+        b.stage(row, unit, "transmitted", 2.0)
+    raised = DAY1 + timedelta(minutes=5)
+    b.alarm("alpha", "emergency", raised, cleared=raised + timedelta(seconds=90),
+            cleared_by="centre")  # fmt: skip
+    raised = DAY1 + timedelta(minutes=30)
+    b.alarm("bravo", "man_down", raised, cleared=raised + timedelta(seconds=30.5),
+            cleared_by="device", link="trackers")  # fmt: skip
+    b.alarm("delta", "low_battery", DAY1 + timedelta(hours=1))
+
+
+def sources(device: int = 0, centre: int = 0, gateway: int = 0) -> dict[str, int]:
+    return {"device": device, "centre": centre, "gateway": gateway, "other": 0}
+
+
+def clock(
+    stage: str, label: str, target_s: float, goal: float, *, within: int, late: int = 0,
+    missed: int = 0, pending: int = 0, ended: int = 0, not_applicable: int = 0,
+    by: dict[str, int],
+) -> dict[str, object]:  # fmt: skip
+    counted = within + late + missed
+    return {
+        "stage": stage, "label": label, "target_s": target_s, "goal_percent": goal,
+        "share_within_target": round(within / counted, 4),
+        "goal_met": within * 100 >= goal * counted, "counted": counted, "within": within,
+        "late": late, "missed": missed, "pending": pending, "ended": ended,
+        "not_applicable": not_applicable, "unmeasured": 0, "reached": within + late,
+        "sources": by,
+    }  # fmt: skip
+
+
+HEADLINE = [
+    clock("acknowledged", "acknowledged within 1 min", 60.0, 95.0, within=3, late=1, missed=2,
+          ended=2, by=sources(device=3, centre=1)),
+    clock("contacted", "contacted within 3 min", 180.0, 90.0, within=1, late=1, missed=1,
+          pending=2, ended=3, by=sources(device=1, centre=1)),
+    clock("on_scene", "on scene within 8 min", 480.0, 90.0, within=2, pending=1, ended=1,
+          not_applicable=4, by=sources(centre=1, gateway=1)),
+    clock("feedback", "feedback within 1 h", 3600.0, 90.0, within=2, missed=1, pending=2,
+          ended=3, by=sources(device=1, centre=1)),
+    clock("closed", "closed within 24 h", 86400.0, 95.0, within=2, pending=3, ended=3,
+          by=sources(device=2)),
+]  # fmt: skip
+
+
+def test_headline_counts_shares_and_goals(journal: JournalBuilder) -> None:
+    fill_headline(journal)
+    report = journal.report(now=NOW_H)
+    assert (report.tasks, report.assignments) == (7, 8)
+    assert [c.stage for c in report.headline] == [
+        "acknowledged", "contacted", "on_scene", "feedback", "closed",
+    ]  # fmt: skip
+    ack, contacted, on_scene, feedback, closed = report.headline
+    assert (ack.share_within_target, ack.goal_met) == (0.5, False)
+    assert (contacted.share_within_target, contacted.goal_met) == (0.3333, False)
+    assert (on_scene.share_within_target, on_scene.goal_met) == (1.0, True)
+    assert (feedback.share_within_target, feedback.goal_met) == (0.6667, False)
+    assert (closed.share_within_target, closed.goal_met) == (1.0, True)
+    headline = report_to_json(report)["headline"]
+    assert headline == {"clocks": HEADLINE}
+
+
+def test_headline_goal_is_compared_exactly(journal: JournalBuilder) -> None:
+    fill_headline(journal)
+    conn = journal.conn
+    met = build_report(conn, SlaConfig(goal_acknowledge=50.0), since=None, now=NOW_H)
+    assert met.headline[0].goal_met is True  # 3 of 6 is exactly 50 %
+    assert met.headline[0].goal_percent == 50.0
+    short = build_report(conn, SlaConfig(goal_acknowledge=50.01), since=None, now=NOW_H)
+    assert short.headline[0].goal_met is False
+
+
+def test_headline_labels_follow_the_configured_targets(journal: JournalBuilder) -> None:
+    sla = SlaConfig(acknowledge_s=90, contact_s=150, on_scene_s=600, feedback_s=5400,
+                    close_s=172800)  # fmt: skip
+    report = build_report(journal.conn, sla, since=None, now=NOW)
+    assert [c.label for c in report.headline] == [
+        "acknowledged within 90 s", "contacted within 150 s", "on scene within 10 min",
+        "feedback within 90 min", "closed within 48 h",
+    ]  # fmt: skip
+    assert all(c.counted == 0 and c.goal_met is None for c in report.headline)
+    assert clock_label("feedback", 0.5) == "feedback within 0.5 s"
+
+
+def test_headline_pending_becomes_missed_or_stays_within(journal: JournalBuilder) -> None:
+    fill_headline(journal)
+    later = {c.stage: c for c in journal.report(now=NOW_H + timedelta(minutes=2)).headline}
+    # h6 and h7 are now 3m41s and 3m31s old: contacted missed for both
+    assert (later["contacted"].missed, later["contacted"].pending) == (3, 0)
+    assert (later["on_scene"].missed, later["on_scene"].pending) == (0, 1)  # h6: 8 min not yet
+    much_later = journal.report(now=NOW_H + timedelta(days=2)).headline
+    assert sum(c.pending for c in much_later) == 0
+
+
+def test_headline_failure_after_the_deadline_is_a_miss(journal: JournalBuilder) -> None:
+    row = journal.task("x1", received=DAY1, units=("alpha", "bravo", "charlie"))
+    journal.stage(row, "alpha", "expired", 600.0)  # expired long after the 1-minute clock ran out
+    journal.stage(row, "bravo", "declined", 70.0, source="device")  # answered, but a refusal
+    journal.stage(row, "charlie", "failed", 59.0)  # no device reached, before the deadline
+    ack, contacted, _, feedback, _ = journal.report().headline
+    assert (ack.missed, ack.ended, ack.counted) == (2, 1, 2)
+    assert (contacted.missed, contacted.ended) == (1, 2)  # alpha: 600 s > 180 s
+    assert (feedback.missed, feedback.ended) == (0, 3)
+    assert journal.report().stage("acknowledged").failed_before == 3  # the table's own rule
+
+
+def test_headline_in_table_first(journal: JournalBuilder) -> None:
+    fill_headline(journal)
+    text = render_table(journal.report(now=NOW_H))
+    lines = text.splitlines()
+    assert lines[3].startswith("Headline: the five clocks")
+    assert text.index("Headline") < text.index("End to end")
+    # label -> share, within/counted, goal, met, late, missed, pending, ended, device, centre,
+    # gateway
+    rows = {line.split("  ")[0]: " ".join(line.split()[-11:]) for line in lines[6:11]}
+    assert rows == {
+        "acknowledged within 1 min": "50.0% 3/6 95% no 1 2 0 2 3 1 0",
+        "contacted within 3 min": "33.3% 1/3 90% no 1 1 2 3 1 1 0",
+        "on scene within 8 min": "100.0% 2/2 90% yes 0 0 1 1 0 1 1",
+        "feedback within 1 h": "66.7% 2/3 90% no 0 1 2 3 1 1 0",
+        "closed within 24 h": "100.0% 2/2 95% yes 0 0 3 3 2 0 0",
+    }
+
+
+def test_headline_in_html_first(journal: JournalBuilder) -> None:
+    fill_headline(journal)
+    page = render_html(journal.report(now=NOW_H))
+    first = page.index("acknowledged within 1 min")
+    assert first < page.index("End to end") < page.index("<svg")
+    for label in ("contacted within 3 min", "on scene within 8 min", "closed within 24 h"):
+        assert label in page
+    assert '<td class="n">50.0%</td><td class="n">3/6</td><td class="n">95%</td>' in page
+    assert '<td class="n warn">no</td>' in page
+    assert '<td class="n ok">yes</td>' in page
+
+
+# --- contacted and the source split ------------------------------------------------------------
+
+
+def test_contacted_is_a_stage_between_acknowledged_and_on_scene(journal: JournalBuilder) -> None:
+    fill_headline(journal)
+    report = journal.report(now=NOW_H)
+    assert STAGES.index("contacted") == STAGES.index("acknowledged") + 1
+    assert STAGES.index("on_scene") == STAGES.index("contacted") + 1
+    contacted = report.stage("contacted")
+    assert (contacted.target_s, contacted.reached, contacted.missed) == (180.0, 2, 1)
+    assert contacted.failed_before == 3  # h3, h4 cancelled; h5 declined
+    e2e = contacted.end_to_end.summary
+    assert (e2e.p50_s, e2e.max_s, e2e.within_target) == (120.0, 240.0, 1)
+    assert e2e.share_within_target == round(1 / 3, 4)
+    data = report_to_json(report)
+    assert data["targets_s"] == {
+        "acknowledged": 60.0, "contacted": 180.0, "on_scene": 480.0, "feedback": 3600.0,
+        "closed": 86400.0,
+    }  # fmt: skip
+    stages = data["stages"]
+    assert isinstance(stages, dict)
+    assert list(stages)[3:6] == ["acknowledged", "contacted", "on_scene"]
+    assert stages["contacted"]["gateway"]["p50_s"] == 119.0
+    units = data["units"]
+    assert isinstance(units, list)
+    assert units[1]["unit"] == "bravo"
+    assert units[1]["stages"]["contacted"]["end_to_end"]["max_s"] == 240.0
+    text = render_table(report)
+    lines = [line.split() for line in text.splitlines() if re.match(r"contacted +3m00s ", line)]
+    assert lines == [
+        ["contacted", "3m00s", "2", "1", "3", "2m00s", "4m00s", "4m00s", "4m00s", "33.3%"],
+        ["contacted", "3m00s", "2", "1", "3", "1m59s", "3m59s", "3m59s", "3m59s", "33.3%"],
+    ]  # fmt: skip
+    assert any(re.match(r"bravo +contacted +1 +0 +4m00s", line) for line in text.splitlines())
+    page = render_html(report)
+    assert "<figcaption>contacted</figcaption>" in page
+    assert "<td>contacted</td>" in page
+
+
+def test_source_split_per_stage(journal: JournalBuilder) -> None:
+    fill_headline(journal)
+    report = journal.report(now=NOW_H)
+    assert report.stage("acknowledged").sources == sources(device=3, centre=1)
+    assert report.stage("on_scene").sources == sources(centre=1, gateway=1)
+    assert report.stage("received").sources == sources(gateway=8)
+    assert report.stage("transmitted").sources == sources(gateway=7)
+    stages = report_to_json(report)["stages"]
+    assert isinstance(stages, dict)
+    assert stages["contacted"]["sources"] == sources(device=1, centre=1)
+    assert stages["feedback"]["sources"] == sources(device=1, centre=1)
+    text = render_table(report)
+    section = text[text.index("Who reported each stage") :]
+    split = {parts[0]: parts[1:] for parts in (line.split() for line in section.splitlines()[3:11])}
+    assert split["acknowledged"] == ["4", "3", "1", "0", "0"]  # reached, device, centre, gw, other
+    assert split["on_scene"] == ["2", "0", "1", "1", "0"]
+    assert split["closed"] == ["2", "2", "0", "0", "0"]
+    assert "Who reported each stage" in render_html(report)
+
+
+def test_unknown_source_counts_as_other(journal: JournalBuilder) -> None:
+    row = journal.task("o1", received=DAY1)
+    journal.stage(row, "alpha", "acknowledged", 10.0, source="carrier-pigeon")
+    report = journal.report()
+    assert report.stage("acknowledged").sources == {**sources(), "other": 1}
+    assert report.headline[0].reached == 1
+
+
+def test_journal_before_the_source_column(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "old.sqlite")
+    try:
+        conn.executescript(
+            "CREATE TABLE tasks (task_id TEXT PRIMARY KEY, ref INTEGER, body TEXT,"
+            " priority TEXT, created_at TEXT, received_at TEXT, received_boot TEXT,"
+            " received_mono REAL, expires_at TEXT, closed INTEGER DEFAULT 0);"
+            "CREATE TABLE stages (task_id TEXT, unit TEXT, stage TEXT, target TEXT DEFAULT '',"
+            " at TEXT, offset_s REAL, since_created_s REAL, detail TEXT);"
+            "INSERT INTO tasks VALUES ('p1', 1, '{}', 'normal', '2024-05-01T07:59:59.000Z',"
+            " '2024-05-01T08:00:00.000Z', 'b', 0, NULL, 0);"
+            "INSERT INTO stages (task_id, unit, stage, at, offset_s, since_created_s) VALUES"
+            " ('p1', 'alpha', 'acknowledged', '2024-05-01T08:00:10.000Z', 10, 11);"
+        )
+        report = build_report(conn, SLA, since=None, now=NOW)
+    finally:
+        conn.close()
+    assert report.stage("acknowledged").sources == sources(gateway=1)  # as the migration makes it
+    assert report.headline[0].within == 1
+    assert report.alarms.count == 0  # no alarms table
+
+
+# --- alarms ------------------------------------------------------------------------------------
+
+
+def test_alarms_section(journal: JournalBuilder) -> None:
+    fill_headline(journal)
+    report = journal.report(now=NOW_H)
+    alarms = report_to_json(report)["alarms"]
+    assert alarms == {
+        "count": 3,
+        "still_raised": 1,
+        "cleared": 2,
+        "time_to_clear_p50_s": 30.5,
+        "time_to_clear_max_s": 90.0,
+        "list_max": 100,
+        "list": [
+            {"unit": "delta", "kind": "low_battery", "link": "vhf", "device": "vhf:delta",
+             "state": "raised", "raised_at": "2024-05-01T09:00:00.000Z", "cleared_at": None,
+             "cleared_by": None, "time_to_clear_s": None},
+            {"unit": "bravo", "kind": "man_down", "link": "trackers", "device": "trackers:bravo",
+             "state": "cleared", "raised_at": "2024-05-01T08:30:00.000Z",
+             "cleared_at": "2024-05-01T08:30:30.500Z", "cleared_by": "device",
+             "time_to_clear_s": 30.5},
+            {"unit": "alpha", "kind": "emergency", "link": "vhf", "device": "vhf:alpha",
+             "state": "cleared", "raised_at": "2024-05-01T08:05:00.000Z",
+             "cleared_at": "2024-05-01T08:06:30.000Z", "cleared_by": "centre",
+             "time_to_clear_s": 90.0},
+        ],
+    }  # fmt: skip
+    text = render_table(report)
+    title = "Alarms: 3 in the period, 1 still raised; time to clear p50 30.5s, max 90.0s"
+    section = text[text.index(title) :].splitlines()
+    assert [line.split() for line in section[3:6]] == [
+        ["delta", "low_battery", "2024-05-01T09:00:00.000Z", "-", "-", "still", "raised"],
+        ["bravo", "man_down", "2024-05-01T08:30:00.000Z", "2024-05-01T08:30:30.500Z", "device",
+         "30.5s"],
+        ["alpha", "emergency", "2024-05-01T08:05:00.000Z", "2024-05-01T08:06:30.000Z", "centre",
+         "90.0s"],
+    ]  # fmt: skip
+    page = render_html(report)
+    assert title in page
+    assert "<td>low_battery</td>" in page
+    assert '<td class="n">still raised</td>' in page
+
+
+def test_alarms_in_the_period(journal: JournalBuilder) -> None:
+    journal.alarm("echo", "overspeed", DAY1 - timedelta(days=1),
+                  cleared=DAY1 - timedelta(days=1) + timedelta(seconds=60))  # fmt: skip
+    journal.alarm("echo", "tamper", DAY1 - timedelta(days=2))  # before, still raised
+    journal.alarm("echo", "geofence", DAY1 - timedelta(hours=2),
+                  cleared=DAY1 + timedelta(minutes=1), cleared_by="centre")  # fmt: skip
+    journal.alarm("alpha", "emergency", DAY1 + timedelta(minutes=5))
+    every = journal.report().alarms
+    assert (every.count, every.still_raised) == (4, 2)
+    since = journal.report(since=DAY1 - timedelta(hours=1)).alarms
+    assert [a.kind for a in since.alarms] == ["emergency", "tamper", "geofence"]
+    assert (since.count, since.still_raised, since.cleared) == (3, 2, 1)
+    assert (since.time_to_clear_p50_s, since.time_to_clear_max_s) == (7260.0, 7260.0)
+
+
+def test_alarm_list_is_capped_but_counted(journal: JournalBuilder) -> None:
+    for i in range(ALARM_LIST_MAX + 5):
+        raised = DAY1 + timedelta(seconds=i)
+        journal.alarm("alpha", "other", raised, cleared=raised + timedelta(seconds=i + 1))
+    journal.alarm("bravo", "emergency", DAY1 - timedelta(hours=1))
+    alarms = journal.report().alarms
+    assert alarms.count == ALARM_LIST_MAX + 6
+    assert len(alarms.alarms) == ALARM_LIST_MAX
+    assert alarms.alarms[0].unit == "bravo"  # the still raised first, however old
+    assert alarms.alarms[1].time_to_clear_s == ALARM_LIST_MAX + 5
+    assert alarms.time_to_clear_max_s == ALARM_LIST_MAX + 5
+    assert "listed" in render_table(journal.report())
+
+
+# --- odd journal rows --------------------------------------------------------------------------
+
+
+def test_odd_journal_rows_never_break_the_report(journal: JournalBuilder) -> None:
+    conn = journal.conn
+    for ref, (task_id, created, received, body) in enumerate(
+        [
+            ("odd1", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59.999Z", "[" * 100_000),
+            ("odd2", "garbage", "also garbage", "{}"),
+            ("odd3", "0001-01-01T00:00:00Z", "2024-05-01T08:00:00.000Z", "{}"),
+        ],
+        start=1,
+    ):
+        conn.execute(
+            "INSERT INTO tasks (task_id, ref, body, priority, created_at, received_at,"
+            " received_boot, received_mono) VALUES (?, ?, ?, 'normal', ?, ?, 'b', 0)",
+            (task_id, ref, body, created, received),
+        )
+    for task_id, stage, at, offset_s, since_created_s in [
+        ("odd1", "acknowledged", "9999-12-31T23:59:59.999-14:00", "abc", float("inf")),
+        ("odd2", "received", "x", 0.0, None),
+        ("odd2", "closed", "x", 5.0, None),
+        ("odd3", "acknowledged", "2024-05-01T08:00:30Z", 30.0, 1e300),
+    ]:
+        conn.execute(
+            "INSERT INTO stages (task_id, unit, stage, at, offset_s, since_created_s)"
+            " VALUES (?, 'alpha', ?, ?, ?, ?)",
+            (task_id, stage, at, offset_s, since_created_s),
+        )
+    conn.execute(
+        "INSERT INTO alarms (unit, kind, link, device, raised_at, cleared_at) VALUES"
+        " ('alpha', 'other', 'vhf', 'vhf:1', '0001-01-01T00:00:00+14:00',"
+        " '9999-12-31T23:59:59-14:00'), ('alpha', 'other', 'vhf', 'vhf:1', 'soon', '')"
+    )
+    report = journal.report()
+    ack = report.headline[0]
+    assert (ack.late, ack.unmeasured, ack.counted) == (1, 2, 1)  # odd3 late; odd1, odd2 unknown
+    assert report.headline[4].within == 1  # odd2 closed 5 s after its (unreadable) receipt
+    assert report.stage("acknowledged").gateway.summary.count == 1  # odd1's offset is unreadable
+    assert (report.alarms.count, report.alarms.still_raised) == (2, 1)
+    assert report.alarms.time_to_clear_max_s is None
+    data = report_to_json(report)
+    assert json.loads(json.dumps(data, allow_nan=False)) == data
+    assert "acknowledged within 1 min" in render_table(report)
+    assert "<svg" in render_html(report)
+
+
 # --- clock skew --------------------------------------------------------------------------------
 
 
@@ -394,6 +810,72 @@ def test_parse_since_rejects(text: str) -> None:
     assert repr(text) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0001-01-01T00:00:00+14:00",  # no UTC time: used to raise OverflowError
+        "9999-12-31T23:59:59-14:00",
+        "9999-12-31T23:59:59Z",
+        "0001-01-01T00:00:00Z",
+        "1999-12-31T23:59:59.999Z",
+        "2100-01-01T00:00:00.001Z",
+        "2099-12-31T20:00:00-04:01",  # 2100-01-01T00:01Z
+    ],
+)
+def test_parse_since_refuses_times_outside_2000_to_2100(text: str) -> None:
+    with pytest.raises(SinceError, match=r"between 2000-01-01T00:00:00\.000Z and 2100") as info:
+        parse_since(text, NOW)
+    assert repr(text) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text", ["999999999d", "٣h", "\x00", "\ud800", "2024-05-01T08:00:00+25:00"]
+)
+def test_parse_since_refuses_odd_text(text: str) -> None:
+    with pytest.raises(SinceError, match="since"):
+        parse_since(text, NOW)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2000-01-01T00:00:00Z", SINCE_EARLIEST),
+        ("2000-01-01T08:00:00+08:00", SINCE_EARLIEST),
+        ("2100-01-01T00:00:00Z", SINCE_LATEST),
+    ],
+)
+def test_parse_since_accepts_the_bounds(text: str, expected: datetime) -> None:
+    assert parse_since(text, NOW) == expected
+
+
+def _parse_since_or_error(text: str) -> datetime | None:
+    try:
+        return parse_since(text, NOW)
+    except SinceError:
+        return None
+
+
+@given(st.text())
+def test_parse_since_raises_only_since_error(text: str) -> None:
+    result = _parse_since_or_error(text)  # anything but a SinceError fails the test
+    assert result is None or result.utcoffset() == timedelta(0)
+
+
+@given(
+    st.datetimes(),
+    st.integers(-(24 * 60 - 1), 24 * 60 - 1),
+    st.sampled_from(["seconds", "milliseconds", "microseconds"]),
+)
+def test_parse_since_any_rfc3339_time(moment: datetime, offset_min: int, spec: str) -> None:
+    text = moment.replace(tzinfo=timezone(timedelta(minutes=offset_min))).isoformat(timespec=spec)
+    written = datetime.fromisoformat(text)  # the time as written, to the precision written
+    result = _parse_since_or_error(text.replace("+00:00", "Z"))
+    if SINCE_EARLIEST <= written <= SINCE_LATEST:
+        assert result == written
+    else:
+        assert result is None
+
+
 # --- percentiles -------------------------------------------------------------------------------
 
 
@@ -439,9 +921,11 @@ def test_json_round_trip_and_layout(journal: JournalBuilder) -> None:
     data = report_to_json(journal.report())
     assert json.loads(json.dumps(data)) == data
     assert set(data) == {
-        "generated_at", "since", "percentile_method", "skew_tolerance_s", "tasks",
-        "assignments", "targets_s", "stages", "failures", "units", "days", "skew", "notes",
+        "headline", "generated_at", "since", "percentile_method", "skew_tolerance_s", "tasks",
+        "assignments", "targets_s", "stages", "failures", "units", "days", "skew", "alarms",
+        "notes",
     }  # fmt: skip
+    assert next(iter(data)) == "headline"
     assert data["generated_at"] == rfc3339(NOW)
     assert data["since"] is None
     assert data["percentile_method"] == "nearest-rank"
