@@ -21,7 +21,7 @@ from gateway import __version__, jsonin, payloads, plausible
 from gateway.channel import NORMAL
 from gateway.clock import clock_sync
 from gateway.config import Config, effective_config
-from gateway.dispatch import Dispatcher, text_problem
+from gateway.dispatch import Dispatcher, StageRefused, text_problem
 from gateway.drivers import DRIVERS
 from gateway.drivers.base import TextSender, hex_dump
 from gateway.errors import ConfigError, FieldlinkError
@@ -171,8 +171,8 @@ class Gateway:
         unit = self.units.admit(text.device)
         if unit is None:
             return
-        if self.dispatcher.on_reply(unit, text.text, text.at):
-            return
+        if self.dispatcher.on_reply(unit, text):
+            return  # an answer to a task (its stage event says so), or a repeat
         body = {"text": text.text, "at": rfc3339(text.at), "link": text.device.link}
         self._emit(self.topics.message(unit), payloads.dumps(body))
 
@@ -180,8 +180,8 @@ class Gateway:
         unit = self.units.admit(answer.device)
         if unit is None:
             return
-        if not self.dispatcher.on_answer(unit, answer.stage, answer.ref, answer.at):
-            log.info("unit %s answered %s with no task open", unit, answer.stage)
+        if not self.dispatcher.on_answer(unit, answer):
+            log.info("unit %s answered %s, and no task waits for that answer", unit, answer.stage)
 
     # -- state published as retained topics ------------------------------------
 
@@ -466,7 +466,14 @@ class Gateway:
             "sla": self._req_sla,
             "poll_location": self._req_poll_location,
             "send_text": self._req_send_text,
+            "report_stage": self._req_report_stage,
         }
+
+    async def _req_report_stage(self, request: dict[str, Any]) -> object:
+        try:
+            return self.dispatcher.report_stage(request)
+        except StageRefused as exc:
+            raise RequestError(str(exc)) from None
 
     def _unit_arg(self, request: dict[str, Any]) -> str:
         unit = request.get("unit")

@@ -7,11 +7,20 @@ it never knows which radio protocol carries a task.
 Per task and unit (an *assignment*) the stages run::
 
     received -> queued -> transmitted -> delivered -> acknowledged | declined
-             -> on_scene -> feedback -> closed
+             -> contacted -> on_scene -> feedback -> closed
 
 with the terminal failures ``failed``, ``expired``, ``cancelled`` and ``rejected``, and
 ``escalated`` (once per deadline) when an SLA deadline is about to pass with its stage
-not reached. A stage is recorded once (``stages`` table, first time wins) in the same
+not reached (:mod:`gateway.stages` defines them once).
+
+Answers (SPEC section 5, "Which task an answer belongs to"): a ``#12`` in a reply, or
+the protocol's own link to the message it answers, picks the task; otherwise the answer
+goes to the oldest task *transmitted* to the unit that still waits for that kind of
+answer. A task never transmitted to the unit, or ended, never gets an answer; a stage
+never goes backwards; a numbered message the radio repeats is applied once, also after a
+restart (``answers_seen`` in the journal, in the same transaction as the stage). Each
+answer's event says in ``detail`` how it was attributed and in ``source`` who reported it
+(the device, or the centre through ``report_stage``). A stage is recorded once (``stages`` table, first time wins) in the same
 transaction as its outbox event, so a restart never publishes a stage twice with two
 different times and never loses one.
 
@@ -43,20 +52,24 @@ from gateway.drivers.base import TextSender
 from gateway.errors import FieldlinkError
 from gateway.journal import Journal
 from gateway.logs import RateLimitedLog
-from gateway.model import Delivery, DeviceRef, TextOrder, rfc3339, utc_now
+from gateway.model import (
+    Delivery,
+    DeviceRef,
+    TextFromUnit,
+    TextOrder,
+    UnitAnswer,
+    rfc3339,
+    utc_now,
+)
 from gateway.replies import ReplyReader, distance_m
+from gateway.stages import ANSWERS, DEADLINES, RANK, TERMINAL, Source, Stage
 from gateway.taskstore import TaskRow, TaskStore
 from gateway.topics import Topics
 
 log = logging.getLogger(__name__)
 
-TERMINAL = frozenset({"failed", "expired", "cancelled", "rejected", "declined", "closed"})
-DEADLINES = (
-    ("acknowledged", "acknowledge_s"),
-    ("on_scene", "on_scene_s"),
-    ("feedback", "feedback_s"),
-    ("closed", "close_s"),
-)
+FUTURE_TOLERANCE_S = 5.0
+"""A reported ``at`` may be this far ahead of the gateway's clock (clocks differ a little)."""
 TICK_S = 0.25
 """How often deadlines, expiry and waiting deliveries are looked at."""
 UNREACHABLE_RETRY_S = 1.0
@@ -73,6 +86,10 @@ class TaskRejected(FieldlinkError, ValueError):
         super().__init__(reason)
         self.reason = reason
         self.task_id = task_id
+
+
+class StageRefused(FieldlinkError, ValueError):
+    """A reported stage that cannot be recorded (unknown task, backwards, wrong time)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +317,7 @@ class Dispatcher:
                 return "rejected", reason
             assignments = [Assignment(row, task, unit) for unit in task.units]
             for a in assignments:
-                self._record(a, "received", at=now)
+                self._record(a, Stage.RECEIVED, at=now)
         self._track(assignments)
         log.info(
             "task %s (#%d, %s) for %s", task.task_id, row.ref, task.priority, ", ".join(task.units)
@@ -328,7 +345,7 @@ class Dispatcher:
             return self._rejected_cancel(task_id, why)
         for a in assignments:
             if not a.is_ended():
-                self._end(a, "cancelled", detail=detail[:200])
+                self._end(a, Stage.CANCELLED, detail=detail[:200])
         return "accepted", None
 
     def _rejected_cancel(
@@ -356,7 +373,7 @@ class Dispatcher:
             }
             self._emit(self._topics.rejected, payloads.dumps(anonymous))
             return
-        body = {"task_id": task_id, "unit": "", "stage": "rejected", "at": at}
+        body = {"task_id": task_id, "unit": "", "stage": Stage.REJECTED.value, "at": at}
         body["detail"] = reason[:500]
         self._emit(self._topics.task_events(task_id), payloads.dumps(body))
 
@@ -370,11 +387,13 @@ class Dispatcher:
     def _record(
         self,
         a: Assignment,
-        stage: str,
+        stage: Stage,
         *,
         at: datetime | None = None,
         detail: str | None = None,
         target: str = "",
+        source: Source = Source.GATEWAY,
+        by: str | None = None,
     ) -> bool:
         """Journal a stage and queue its event, atomically; False if it was recorded before."""
         key = f"escalated:{target}" if target else stage
@@ -385,7 +404,7 @@ class Dispatcher:
         with self._journal.transaction():
             row = self.store.record_stage(
                 a.row, a.unit, stage, at, since_created_s=since_created, detail=detail,
-                target=target,
+                target=target, source=source.value, reported_by=by,
             )  # fmt: skip
             if row is None:
                 a.reached[key] = ""
@@ -401,6 +420,10 @@ class Dispatcher:
                 body["detail"] = detail
             if target:
                 body["target"] = target
+            if stage in ANSWERS:
+                body["source"] = source.value
+                if by:
+                    body["by"] = by
             self._emit(self._topics.task_events(a.task.task_id), payloads.dumps(body))
         a.reached[key] = row.at
         log.info(
@@ -408,7 +431,7 @@ class Dispatcher:
         )
         return True
 
-    def _end(self, a: Assignment, stage: str, *, detail: str | None = None) -> None:
+    def _end(self, a: Assignment, stage: Stage, *, detail: str | None = None) -> None:
         """A terminal stage: record it, stop the delivery, close the task when all ended."""
         self._record(a, stage, detail=detail)
         if (
@@ -429,7 +452,7 @@ class Dispatcher:
     # -- delivery ------------------------------------------------------------------
 
     def _start_delivery(self, a: Assignment) -> None:
-        if a.is_ended() or "delivered" in a.reached or "acknowledged" in a.reached:
+        if a.is_ended() or Stage.DELIVERED in a.reached or Stage.ACKNOWLEDGED in a.reached:
             return
         task = asyncio.get_running_loop().create_task(self._deliver(a), name=f"deliver:{a.key}")
         a.delivery = task
@@ -451,7 +474,7 @@ class Dispatcher:
             raise
         except Exception:  # a bug here must not take other tasks down
             log.exception("delivery of %s failed", a.key)
-            self._end(a, "failed", detail="internal error while delivering")
+            self._end(a, Stage.FAILED, detail="internal error while delivering")
 
     async def _deliver_inner(self, a: Assignment) -> None:
         unit = self._units.get(a.unit)
@@ -485,7 +508,7 @@ class Dispatcher:
             idle = self.store.attempts(a.task.task_id, a.unit) == sends_before
             if exhausted or (idle and utc_now() >= self._ack_deadline(a)):
                 summary = "; ".join(f"{d}: {r}" for d, r in reasons.items()) or "no device"
-                self._end(a, "failed", detail=summary[:500])
+                self._end(a, Stage.FAILED, detail=summary[:500])
                 return
             if idle:
                 await asyncio.sleep(UNREACHABLE_RETRY_S)
@@ -498,7 +521,7 @@ class Dispatcher:
         text: str,
         reasons: dict[str, str],
     ) -> bool:
-        self._record(a, "queued", detail=str(device))
+        self._record(a, Stage.QUEUED, detail=str(device))
         order = TextOrder(
             address=device.address,
             text=text,
@@ -513,7 +536,7 @@ class Dispatcher:
             # is on the link, in the same step as the write: a send that only waited in
             # the channel's queue when the process died costs nothing.
             attempt.append(self.store.add_attempt(a.task.task_id, a.unit, str(device), utc_now()))
-            self._record(a, "transmitted", detail=str(device))
+            self._record(a, Stage.TRANSMITTED, detail=str(device))
 
         try:
             report = await sender.send_text(order, transmitted)
@@ -524,7 +547,7 @@ class Dispatcher:
         if attempt:
             self.store.finish_attempt(attempt[0], report.outcome.value, report.reason)
         if report.outcome is Delivery.DELIVERED:
-            self._record(a, "delivered", detail=str(device))
+            self._record(a, Stage.DELIVERED, detail=str(device))
             return True
         reasons[str(device)] = report.reason or "not confirmed"
         log.warning(
@@ -537,68 +560,173 @@ class Dispatcher:
     def open_assignments(self, unit: str) -> list[Assignment]:
         return [a for a in self._by_unit.get(unit, []) if not a.is_ended()]
 
-    def on_reply(self, unit: str, text: str, at: datetime) -> bool:
-        """A person's text; True when it answered a task (else it is a plain message).
+    def on_reply(self, unit: str, text: TextFromUnit) -> bool:
+        """A person's text; True when it was consumed (an answer to a task, or a repeat of a
+        numbered message already applied), False when it is to be published as a message.
 
-        Unclassified text to a task already acknowledged is its ``feedback`` (and is
-        still published as a message, so the centre reads it).
+        Which task it answers follows SPEC section 5: a ``#12`` in the text or the protocol's
+        own link picks the task; otherwise the oldest task transmitted to the unit that still
+        waits for that kind of answer. Text that is no answer is the ``feedback`` of the
+        oldest acknowledged task still waiting for one (and is published as well).
         """
-        reading = self._reader.read(text)
-        target = self._target(unit, reading.ref)
-        if target is None:
-            return False
-        if reading.stage is None:
-            if "acknowledged" in target.reached:
-                self._record(target, "feedback", at=at, detail=text[:200])
-            return False
-        self._apply_answer(target, reading.stage, at, detail=text[:200])
-        return True
+        with self._journal.transaction():
+            if text.message_id is not None and not self.store.first_sighting(
+                str(text.device), text.message_id, text.text, text.at
+            ):
+                log.info("%s repeated message %s; applied once", text.device, text.message_id)
+                return True
+            reading = self._reader.read(text.text)
+            stage = Stage(reading.stage) if reading.stage is not None else Stage.FEEDBACK
+            found = self._attribute(unit, stage, reading.ref, text.reply_to)
+            if found is None:
+                return False
+            target, how = found
+            detail = f"{how}: {text.text[:200]}"
+            if reading.stage is None:
+                self._record(
+                    target, Stage.FEEDBACK, at=text.at, detail=detail, source=Source.DEVICE
+                )
+                return False
+            self._apply_answer(target, stage, text.at, detail=detail, source=Source.DEVICE)
+            return True
 
-    def on_answer(self, unit: str, stage: str, ref: str | None, at: datetime) -> bool:
-        number = int(ref.lstrip("#")) if ref and ref.lstrip("#").isdigit() else None
-        target = self._target(unit, number)
-        if target is None:
+    def on_answer(self, unit: str, answer: UnitAnswer) -> bool:
+        """A stage a protocol carries natively (a status key, a chosen answer); True when a
+        task took it."""
+        try:
+            stage = Stage(answer.stage)
+        except ValueError:
+            log.warning("unit %s: answer %r is not a stage", unit, answer.stage[:40])
             return False
-        self._apply_answer(target, stage, at, detail="answer key")
-        return True
+        if stage not in ANSWERS:
+            return False
+        text = answer.ref or ""
+        number = int(text.lstrip("#")) if text.lstrip("#").isdigit() else None
+        with self._journal.transaction():
+            if answer.message_id is not None and not self.store.first_sighting(
+                str(answer.device), answer.message_id, stage.value, answer.at
+            ):
+                return True
+            found = self._attribute(unit, stage, number, answer.reply_to)
+            if found is None:
+                return False
+            target, how = found
+            self._apply_answer(
+                target, stage, answer.at, detail=f"{how}: answer", source=Source.DEVICE
+            )
+            return True
 
-    def _target(self, unit: str, ref: int | None) -> Assignment | None:
-        candidates = self.open_assignments(unit)
+    def _attribute(
+        self, unit: str, stage: Stage, ref: int | None, reply_to: str | None
+    ) -> tuple[Assignment, str] | None:
+        """The assignment an answer belongs to and how that was decided, or None."""
+        transmitted = [
+            a
+            for a in self.open_assignments(unit)
+            if Stage.TRANSMITTED in a.reached or Stage.ACKNOWLEDGED in a.reached
+        ]
         if ref is not None:
-            return next((a for a in candidates if a.row.ref == ref), None)
-        return candidates[-1] if candidates else None
+            named = next((a for a in transmitted if a.row.ref == ref), None)
+            return (named, f"reference #{ref}") if named is not None else None
+        if reply_to is not None:
+            linked = next((a for a in transmitted if a.key == reply_to), None)
+            if linked is not None:
+                return linked, "reply to its message"
+        waiting = [a for a in transmitted if _waits_for(a, stage)]
+        if not waiting and stage in (Stage.CONTACTED, Stage.ON_SCENE):
+            # Said before accepting: the answer implies the acceptance.
+            waiting = [a for a in transmitted if stage not in a.reached]
+        if not waiting:
+            return None
+        waiting.sort(key=lambda a: (a.reached.get(Stage.TRANSMITTED) or "~", a.row.ref))
+        return waiting[0], f"oldest of {len(waiting)} waiting"
 
-    def _apply_answer(self, a: Assignment, stage: str, at: datetime, *, detail: str) -> None:
-        if stage in {"acknowledged", "declined", "on_scene", "closed"}:
-            # A person's answer proves the radio got it, whatever the protocol said.
-            if "delivered" not in a.reached:
-                self._record(a, "delivered", at=at, detail="implied by a reply")
-            if a.delivery is not None and not a.delivery.done():
-                a.delivery.cancel()
-        if stage == "declined":
-            if "acknowledged" in a.reached:
+    def _apply_answer(
+        self,
+        a: Assignment,
+        stage: Stage,
+        at: datetime,
+        *,
+        detail: str,
+        source: Source,
+        by: str | None = None,
+    ) -> None:
+        """Record an answer and what it implies; never moves a task backwards."""
+        if source is Source.DEVICE and Stage.DELIVERED not in a.reached:
+            # A person's answer from the device proves the radio got the task.
+            self._record(a, Stage.DELIVERED, at=at, detail="implied by a reply")
+        if a.delivery is not None and not a.delivery.done():
+            a.delivery.cancel()  # a person has it: no more sends
+        if stage is Stage.DECLINED:
+            if Stage.ACKNOWLEDGED in a.reached:
                 log.info("%s declined after accepting; kept as acknowledged", a.key)
                 return
-            self._end(a, "declined", detail=detail)
-        elif stage == "closed":
-            if "acknowledged" not in a.reached:
-                self._record(a, "acknowledged", at=at, detail="implied by closure")
-            self._end(a, "closed", detail=detail)
-        elif stage == "on_scene":
-            if "acknowledged" not in a.reached:
-                self._record(a, "acknowledged", at=at, detail="implied by arrival")
-            self._record(a, "on_scene", at=at, detail=detail)
-        else:
-            self._record(a, stage, at=at, detail=detail)
+            self._record(a, stage, at=at, detail=detail, source=source, by=by)
+            self._end(a, Stage.DECLINED)
+            return
+        if stage is not Stage.ACKNOWLEDGED and Stage.ACKNOWLEDGED not in a.reached:
+            self._record(
+                a, Stage.ACKNOWLEDGED, at=at, detail=f"implied by {stage.value}", source=source,
+                by=by,
+            )  # fmt: skip
+        self._record(a, stage, at=at, detail=detail, source=source, by=by)
+        if stage is Stage.CLOSED:
+            self._end(a, Stage.CLOSED)
+
+    def report_stage(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A stage a person reported by voice or phone, recorded by the centre (SPEC section
+        5, ``report_stage``). :class:`StageRefused`, recording nothing, for an unknown task or
+        unit, a stage that is not an answer or goes backwards, or a time in the future or
+        before the task reached the unit."""
+        task_id, unit = request.get("task_id"), request.get("unit")
+        if not isinstance(task_id, str) or not isinstance(unit, str):
+            raise StageRefused("task_id and unit must be strings")
+        stage_text = request.get("stage")
+        stage = Stage(stage_text) if stage_text in set(Stage) else Stage.ESCALATED
+        if stage not in ANSWERS:
+            raise StageRefused(f"stage must be one of {', '.join(ANSWERS)}")
+        by, note = request.get("by"), request.get("note")
+        if by is not None and (not isinstance(by, str) or not 0 < len(by) <= 64):
+            raise StageRefused("by must be a name of 1..64 characters")
+        if note is not None and (not isinstance(note, str) or len(note) > 500):
+            raise StageRefused("note must be a string of at most 500 characters")
+        a = next((x for x in self._assignments.get(task_id, []) if x.unit == unit), None)
+        if a is None:
+            known = self.store.task(task_id)
+            raise StageRefused(
+                "the task has ended" if known is not None else "unknown task or unit"
+            )
+        if a.is_ended():
+            raise StageRefused(f"the task has ended for {unit}")
+        now = utc_now()
+        at = now
+        if request.get("at") is not None:
+            try:
+                at = jsonin.parse_rfc3339(request.get("at"), "at")
+            except jsonin.JsonInputError as exc:
+                raise StageRefused(str(exc)) from None
+        if at > now + timedelta(seconds=FUTURE_TOLERANCE_S):
+            raise StageRefused("at is in the future")
+        floor_stage = Stage.TRANSMITTED if Stage.TRANSMITTED in a.reached else Stage.RECEIVED
+        floor = a.reached.get(floor_stage) or a.row.received_at
+        if rfc3339(at) < floor:
+            raise StageRefused(f"at is before the task was {floor_stage.value} ({floor})")
+        reached = [s for s in a.reached if s in RANK]
+        furthest = max(reached, key=lambda s: RANK[Stage(s)], default=Stage.RECEIVED)
+        if stage in a.reached or RANK[stage] <= RANK[Stage(furthest)]:
+            raise StageRefused(f"{unit} is already {furthest}: {stage.value} would go backwards")
+        detail = "reported by the centre" + (f": {note}" if note else "")
+        self._apply_answer(a, stage, at, detail=detail, source=Source.CENTRE, by=by)
+        return {"task_id": task_id, "unit": unit, "stage": stage.value, "at": rfc3339(at)}
 
     def on_position(self, unit: str, lat: float, lon: float, at: datetime) -> None:
         for a in self.open_assignments(unit):
             incident = a.task.incident
-            if incident is None or "on_scene" in a.reached:
+            if incident is None or Stage.ON_SCENE in a.reached:
                 continue
             distance = distance_m(lat, lon, incident.lat, incident.lon)
             if distance <= incident.radius_m:
-                self._record(a, "on_scene", at=at, detail=f"{distance:.0f} m from the incident")
+                self._record(a, Stage.ON_SCENE, at=at, detail=f"{distance:.0f} m from the incident")
 
     # -- time ----------------------------------------------------------------------
 
@@ -613,28 +741,32 @@ class Dispatcher:
                 except Exception:  # a bug with one task must not stop the clock for all
                     log.exception("timers of %s failed; ending it", a.key)
                     with contextlib.suppress(Exception):
-                        self._end(a, "failed", detail="internal error in its timers")
+                        self._end(a, Stage.FAILED, detail="internal error in its timers")
 
     def _tick_one(self, a: Assignment, now: datetime) -> None:
         sla = self.config.sla
         expires = a.task.expires_at
-        if expires is not None and now >= expires and "acknowledged" not in a.reached:
-            self._end(a, "expired", detail=f"expired at {rfc3339(expires)}")
+        if expires is not None and now >= expires and Stage.ACKNOWLEDGED not in a.reached:
+            self._end(a, Stage.EXPIRED, detail=f"expired at {rfc3339(expires)}")
             return
         for stage, attr in DEADLINES:
-            if stage in a.reached or (stage == "on_scene" and a.task.incident is None):
+            if stage in a.reached or (stage == Stage.ON_SCENE and a.task.incident is None):
                 continue
             deadline = a.task.created_at + timedelta(seconds=getattr(sla, attr))
             if now >= deadline - timedelta(seconds=sla.escalate_before_s):
                 self._record(
-                    a, "escalated", at=now, target=stage,
+                    a, Stage.ESCALATED, at=now, target=stage,
                     detail=f"{stage} due at {rfc3339(deadline)}",
                 )  # fmt: skip
         self._maybe_poll(a)
 
     def _maybe_poll(self, a: Assignment) -> None:
         """Ask radios that report position only when asked, while a unit is on its way."""
-        if a.task.incident is None or "on_scene" in a.reached or "acknowledged" not in a.reached:
+        if (
+            a.task.incident is None
+            or Stage.ON_SCENE in a.reached
+            or Stage.ACKNOWLEDGED not in a.reached
+        ):
             return
         loop = asyncio.get_running_loop()
         if loop.time() - a.last_poll < self.config.dispatch.poll_interval_s:
@@ -733,3 +865,16 @@ class Dispatcher:
             "open": not row.closed,
             "units": units,
         }
+
+
+def _waits_for(a: Assignment, stage: Stage) -> bool:
+    """Whether the assignment still waits for that kind of answer (SPEC section 5)."""
+    if stage in (Stage.ACKNOWLEDGED, Stage.DECLINED):
+        return Stage.ACKNOWLEDGED not in a.reached
+    if stage is Stage.CONTACTED:
+        return Stage.ACKNOWLEDGED in a.reached and Stage.CONTACTED not in a.reached
+    if stage is Stage.ON_SCENE:
+        return Stage.ACKNOWLEDGED in a.reached and Stage.ON_SCENE not in a.reached
+    if stage is Stage.FEEDBACK:
+        return Stage.ACKNOWLEDGED in a.reached and Stage.FEEDBACK not in a.reached
+    return Stage.CLOSED not in a.reached

@@ -84,9 +84,20 @@ class Presence:
 
 @dataclass(frozen=True, slots=True)
 class TextFromUnit:
+    """Text a person sent from a device.
+
+    ``reply_to`` is set when the protocol itself says which of the gateway's messages this
+    answers (an APRS reply-ack, a JT/T 808 answer serial, a DMR reply id): the
+    :attr:`TextOrder.key` of that message. ``message_id`` is the protocol's number for
+    this message where it has one: a radio that repeats the message (its ack was lost)
+    repeats the number, and the gateway applies it once.
+    """
+
     device: DeviceRef
     text: str
     at: datetime
+    reply_to: str | None = None
+    message_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -120,6 +131,39 @@ class UnitAnswer:
     stage: str
     at: datetime
     ref: str | None = None
+    reply_to: str | None = None
+    message_id: str | None = None
+
+
+class AlarmKind(enum.StrEnum):
+    """What a device alarms about, as far as its protocol says (SPEC section 5)."""
+
+    EMERGENCY = "emergency"
+    MAN_DOWN = "man_down"
+    LONE_WORKER = "lone_worker"
+    OVERSPEED = "overspeed"
+    POWER_CUT = "power_cut"
+    LOW_BATTERY = "low_battery"
+    TAMPER = "tamper"
+    GEOFENCE = "geofence"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """A device raised (``raised=True``) or cleared an alarm.
+
+    Drivers report what the protocol says each time it says it; the gateway publishes one
+    ``raised`` per raise however often a device repeats it. ``detail`` carries the
+    protocol's own code for ``other``. ``position`` is the fix the alarm came with.
+    """
+
+    device: DeviceRef
+    kind: AlarmKind
+    raised: bool
+    at: datetime
+    position: Position | None = None
+    detail: str | None = None
 
 
 class Delivery(enum.StrEnum):

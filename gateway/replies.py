@@ -42,6 +42,7 @@ class ReplyReader:
         for stage, vocabulary in (
             ("acknowledged", cfg.accept),
             ("declined", cfg.decline),
+            ("contacted", cfg.contacted),
             ("on_scene", cfg.on_scene),
             ("closed", cfg.closed),
         ):

@@ -24,6 +24,11 @@ Schema (all times RFC 3339 UTC with milliseconds):
     person said by voice or phone, ``report_stage``; ``gateway``: the gateway's own
     observation, such as a send or a position inside the incident radius) and
     ``reported_by`` (who recorded a centre-reported stage).
+``answers_seen``
+    numbered messages from devices already applied: ``device`` (``link:address``),
+    ``message_id`` (the protocol's number), ``digest`` (of the text, so a radio that
+    restarts its counter is not silenced), ``at``. Kept for :data:`ANSWERS_SEEN_S`, at most
+    :data:`ANSWERS_SEEN_MAX` rows.
 ``attempts``
     one row per send of a task to a device, written when its first frame goes out (in
     the same step as the write): ``task_id``, ``unit``, ``device`` (``link:address``),
@@ -39,9 +44,10 @@ Schema (all times RFC 3339 UTC with milliseconds):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +106,20 @@ CREATE TABLE IF NOT EXISTS alarms (
 );
 CREATE INDEX IF NOT EXISTS alarms_raised ON alarms (cleared_at) WHERE cleared_at IS NULL;
 CREATE INDEX IF NOT EXISTS alarms_time ON alarms (raised_at);
+CREATE TABLE IF NOT EXISTS answers_seen (
+    device TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (device, message_id, digest)
+);
+CREATE INDEX IF NOT EXISTS answers_seen_at ON answers_seen (at);
 """
+
+ANSWERS_SEEN_S = 86400.0
+"""How long a numbered message is remembered, so a radio's repeat is applied once."""
+ANSWERS_SEEN_MAX = 100_000
+"""Numbered messages remembered at most (the oldest are forgotten first)."""
 
 _MIGRATIONS = (
     ("stages", "source", "ALTER TABLE stages ADD COLUMN source TEXT NOT NULL DEFAULT 'gateway'"),
@@ -142,6 +161,8 @@ class StageRow:
     offset_s: float
     since_created_s: float | None
     detail: str | None
+    source: str = "gateway"
+    reported_by: str | None = None
 
 
 def _task_row(r: tuple[Any, ...]) -> TaskRow:
@@ -159,6 +180,7 @@ class TaskStore:
             if column not in columns:
                 self._conn.execute(ddl)
         self.boot = boot_id()
+        self._seen_inserts = 0
 
     def add_task(
         self,
@@ -226,30 +248,62 @@ class TaskStore:
         since_created_s: float | None,
         detail: str | None = None,
         target: str = "",
+        source: str = "gateway",
+        reported_by: str | None = None,
     ) -> StageRow | None:
         """Record a stage once; None when it was already recorded (keep the first time)."""
         offset = self.offset_s(task, at)
         cur = self._conn.execute(
             "INSERT OR IGNORE INTO stages (task_id, unit, stage, target, at, offset_s,"
-            " since_created_s, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (task.task_id, unit, stage, target, rfc3339(at), offset, since_created_s, detail),
-        )
+            " since_created_s, detail, source, reported_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                task.task_id, unit, stage, target, rfc3339(at), offset, since_created_s, detail,
+                source, reported_by,
+            ),
+        )  # fmt: skip
         if not cur.rowcount:
             return None
         return StageRow(
-            task.task_id, unit, stage, target, rfc3339(at), offset, since_created_s, detail
-        )
+            task.task_id, unit, stage, target, rfc3339(at), offset, since_created_s, detail,
+            source, reported_by,
+        )  # fmt: skip
 
     def stages(self, task_id: str, unit: str | None = None) -> list[StageRow]:
         sql = (
-            "SELECT task_id, unit, stage, target, at, offset_s, since_created_s, detail"
-            " FROM stages WHERE task_id = ?"
+            "SELECT task_id, unit, stage, target, at, offset_s, since_created_s, detail, source,"
+            " reported_by FROM stages WHERE task_id = ?"
         )
         params: tuple[str, ...] = (task_id,)
         if unit is not None:
             sql += " AND unit = ?"
             params = (task_id, unit)
         return [StageRow(*r) for r in self._conn.execute(sql + " ORDER BY at", params)]
+
+    def first_sighting(self, device: str, message_id: str, text: str, at: datetime) -> bool:
+        """Remember a numbered message; False when it was seen within :data:`ANSWERS_SEEN_S`
+        (a repeat). Call inside the transaction that applies the message."""
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        cutoff = rfc3339(at - timedelta(seconds=ANSWERS_SEEN_S))
+        row = self._conn.execute(
+            "SELECT at FROM answers_seen WHERE device = ? AND message_id = ? AND digest = ?",
+            (device, message_id, digest),
+        ).fetchone()
+        if row is not None and row[0] >= cutoff:
+            return False
+        self._conn.execute(
+            "INSERT OR REPLACE INTO answers_seen (device, message_id, digest, at)"
+            " VALUES (?, ?, ?, ?)",
+            (device, message_id, digest, rfc3339(at)),
+        )
+        self._seen_inserts += 1
+        if self._seen_inserts % 1000 == 1:
+            self._conn.execute("DELETE FROM answers_seen WHERE at < ?", (cutoff,))
+            self._conn.execute(
+                "DELETE FROM answers_seen WHERE rowid IN (SELECT rowid FROM answers_seen"
+                " ORDER BY at DESC LIMIT -1 OFFSET ?)",
+                (ANSWERS_SEEN_MAX,),
+            )
+        return True
 
     def add_attempt(self, task_id: str, unit: str, device: str, at: datetime) -> int:
         """Record a transmission attempt before the bytes go out; returns its id."""

@@ -19,9 +19,17 @@ import pytest
 
 from gateway.channel import URGENT
 from gateway.config import Config, parse_config
-from gateway.dispatch import Dispatcher, parse_task
+from gateway.dispatch import Dispatcher, StageRefused, parse_task
 from gateway.journal import Journal
-from gateway.model import Delivery, DeliveryReport, DeviceRef, TextOrder, rfc3339, utc_now
+from gateway.model import (
+    Delivery,
+    DeliveryReport,
+    DeviceRef,
+    TextFromUnit,
+    TextOrder,
+    rfc3339,
+    utc_now,
+)
 from gateway.topics import Topics
 from tests.support import run_async
 
@@ -41,6 +49,7 @@ class ScriptedRadio:
     sent: list[TextOrder] = field(default_factory=list)
     polls: list[str] = field(default_factory=list)
     needs_location_poll: bool = True
+    held: set[str] = field(default_factory=set)  # task ids not put on the air until removed
 
     def can_reach(self, address: str) -> bool:
         return self.reachable
@@ -48,6 +57,8 @@ class ScriptedRadio:
     async def send_text(
         self, order: TextOrder, on_transmitted: Callable[[], None]
     ) -> DeliveryReport:
+        while order.key.split("/")[0] in self.held:  # noqa: ASYNC110 - the test releases it
+            await asyncio.sleep(0.01)
         self.sent.append(order)
         on_transmitted()
         await asyncio.sleep(60 if order.address in self.slow else self.delay_s)
@@ -116,6 +127,20 @@ class Harness:
             if e["task_id"] == task_id and (unit is None or e["unit"] == unit)
         ]
 
+    def reply(
+        self,
+        unit: str,
+        text: str,
+        *,
+        reply_to: str | None = None,
+        message_id: str | None = None,
+        address: str = "BH4ZW-7",
+    ) -> bool:
+        """What the gateway does with a person's text from ``unit``'s radio."""
+        device = DeviceRef("vhf", address)
+        said = TextFromUnit(device, text, utc_now(), reply_to=reply_to, message_id=message_id)
+        return self.dispatcher.on_reply(unit, said)
+
     async def until(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
         async with asyncio.timeout(timeout_s):
             while not predicate():  # noqa: ASYNC110 - polls state the dispatcher owns
@@ -154,12 +179,12 @@ def test_full_life_of_a_task(tmp_path: Path) -> None:
         assert len(sent) == 1
         assert sent[0].address == "BH4ZW-7"
         assert sent[0].text.startswith("#1 ")
-        assert h.dispatcher.on_reply("zhang-wei", "#1 收到，马上出发", utc_now())
+        assert h.reply("zhang-wei", "#1 收到，马上出发")
         h.dispatcher.on_position("zhang-wei", 31.2330, 121.4737, utc_now())  # 290 m away
         assert "on_scene" not in h.stages("t1")
         h.dispatcher.on_position("zhang-wei", 31.2305, 121.4737, utc_now())  # 11 m away
-        assert not h.dispatcher.on_reply("zhang-wei", "病人已送医", utc_now())  # feedback
-        assert h.dispatcher.on_reply("zhang-wei", "完成", utc_now())
+        assert not h.reply("zhang-wei", "病人已送医")  # feedback
+        assert h.reply("zhang-wei", "完成")
 
     run_async(running(h, body))
     assert h.stages("t1") == [
@@ -254,28 +279,34 @@ def test_decline_ends_the_assignment(tmp_path: Path) -> None:
     async def body() -> None:
         h.dispatcher.dispatch(task())
         await h.until(lambda: "delivered" in h.stages("t1"))
-        assert h.dispatcher.on_reply("zhang-wei", "不行，车坏了", utc_now())
+        assert h.reply("zhang-wei", "不行，车坏了")
 
     run_async(running(h, body))
     assert h.stages("t1")[-1] == "declined"
     assert h.dispatcher.open_assignments("zhang-wei") == []
 
 
-def test_reply_matching_newest_ref_and_none_open(tmp_path: Path) -> None:
+def test_reply_goes_to_the_oldest_waiting_or_by_reference(tmp_path: Path) -> None:
     h = Harness(tmp_path)
 
     async def body() -> None:
-        assert not h.dispatcher.on_reply("zhang-wei", "ok", utc_now())  # nothing open
+        assert not h.reply("zhang-wei", "ok")  # nothing open
         h.dispatcher.dispatch(task("a"))
         h.dispatcher.dispatch(task("b"))
-        await h.until(lambda: "delivered" in h.stages("b"))
-        assert h.dispatcher.on_reply("zhang-wei", "ok", utc_now())  # the newest: b
-        assert h.dispatcher.on_reply("zhang-wei", "#1 OK!", utc_now())  # a, by reference
-        assert h.dispatcher.on_reply("zhang-wei", "ok", utc_now())  # twice: no new event
+        h.dispatcher.dispatch(task("c"))
+        await h.until(lambda: "delivered" in h.stages("c"))
+        assert h.reply("zhang-wei", "#2 OK!")  # b, by reference
+        assert h.reply("zhang-wei", "ok")  # the oldest still waiting: a
+        assert h.reply("zhang-wei", "ok")  # then c
+        assert not h.reply("zhang-wei", "ok")  # nobody waits: a plain message
 
     run_async(running(h, body))
-    assert h.stages("a").count("acknowledged") == 1
-    assert h.stages("b").count("acknowledged") == 1
+    for task_id in ("a", "b", "c"):
+        assert h.stages(task_id).count("acknowledged") == 1, task_id
+    detail = {e["task_id"]: e["detail"] for e in h.events if e["stage"] == "acknowledged"}
+    assert detail["b"].startswith("reference #2")
+    assert detail["a"].startswith("oldest of 2 waiting")
+    assert detail["c"].startswith("oldest of 1 waiting")
 
 
 def test_cancel_and_replies_to_a_cancelled_task(tmp_path: Path) -> None:
@@ -289,7 +320,7 @@ def test_cancel_and_replies_to_a_cancelled_task(tmp_path: Path) -> None:
         assert h.dispatcher.cancel(cancel) == ("accepted", None)
         assert h.dispatcher.cancel(cancel)[0] == "rejected"  # already ended
         assert h.dispatcher.cancel(b'{"task_id": "nope"}') == ("rejected", "unknown task")
-        assert not h.dispatcher.on_reply("zhang-wei", "#1 收到", utc_now())
+        assert not h.reply("zhang-wei", "#1 收到")
 
     run_async(running(h, body))
     assert h.stages("t1", "zhang-wei")[-1] == "cancelled"
@@ -364,7 +395,7 @@ def test_restart_resumes_open_tasks_without_resending_delivered_ones(tmp_path: P
 
     async def second_life() -> None:
         await h.until(lambda: "delivered" in h.stages("in-flight"))
-        assert h.dispatcher.on_reply("li-na", "收到", utc_now())
+        assert h.reply("li-na", "收到")
 
     run_async(running(h, second_life))
     # The in-flight task was sent again (its second of two allowed sends to that device) ...
@@ -397,8 +428,151 @@ def test_position_polls_only_while_on_the_way(tmp_path: Path) -> None:
         h.dispatcher.dispatch(task(incident=incident))
         await h.until(lambda: "delivered" in h.stages("t1"))
         assert h.radios["vhf"].polls == []  # not acknowledged yet
-        h.dispatcher.on_reply("zhang-wei", "好", utc_now())
+        h.reply("zhang-wei", "好")
         await h.until(lambda: len(h.radios["vhf"].polls) >= 1)
 
     run_async(running(h, body))
     assert h.radios["vhf"].polls[0] == "BH4ZW-7"
+
+
+def test_an_answer_never_goes_to_a_task_not_yet_transmitted(tmp_path: Path) -> None:
+    """The bug this guards against: a reply given to the unit's newest task although that
+    task had never gone out, its send then cancelled."""
+    h = Harness(tmp_path)
+    h.radios["vhf"].held = {"b"}
+
+    async def body() -> None:
+        h.dispatcher.dispatch(task("a"))
+        h.dispatcher.dispatch(task("b"))  # queued behind a busy channel
+        await h.until(lambda: "delivered" in h.stages("a"))
+        assert h.reply("zhang-wei", "收到")  # a's answer
+        assert not h.reply("zhang-wei", "收到")  # b was never sent: a plain message
+        assert not h.reply("zhang-wei", "#2 收到")  # not even by reference
+        h.radios["vhf"].held.clear()
+        await h.until(lambda: "delivered" in h.stages("b"))
+        assert h.reply("zhang-wei", "收到")
+
+    run_async(running(h, body))
+    assert h.stages("a").count("acknowledged") == 1
+    b = h.stages("b")
+    assert b.index("transmitted") < b.index("acknowledged")
+    assert b.count("acknowledged") == 1
+
+
+def test_a_reply_ack_picks_its_own_task_while_others_wait(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+
+    async def body() -> None:
+        for task_id in ("a", "b", "c"):
+            h.dispatcher.dispatch(task(task_id))
+        await h.until(lambda: "delivered" in h.stages("c"))
+        assert h.reply("zhang-wei", "收到", reply_to="c/zhang-wei")
+        assert h.reply("zhang-wei", "收到")  # then by order: the oldest, a
+
+    run_async(running(h, body))
+    acked = {e["task_id"]: e["detail"] for e in h.events if e["stage"] == "acknowledged"}
+    assert set(acked) == {"a", "c"}
+    assert acked["c"].startswith("reply to its message")
+    assert acked["a"].startswith("oldest of 2 waiting")
+
+
+def test_a_repeated_message_is_applied_once_even_after_a_restart(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+
+    async def first_life() -> None:
+        h.dispatcher.dispatch(task("a"))
+        h.dispatcher.dispatch(task("b"))
+        await h.until(lambda: "delivered" in h.stages("b"))
+        assert h.reply("zhang-wei", "收到", message_id="R1")
+        assert h.reply("zhang-wei", "收到", message_id="R1")  # the radio's retry: swallowed
+
+    run_async(running(h, first_life))
+    h.events.clear()
+    h.dispatcher = h.new_dispatcher()  # a new process, the same journal
+
+    async def second_life() -> None:
+        await h.until(lambda: h.dispatcher.open_assignments("zhang-wei") != [])
+        assert h.reply("zhang-wei", "收到", message_id="R1")  # retried across the restart
+        assert h.reply("zhang-wei", "收到", message_id="R2")  # a new answer: b's
+
+    run_async(running(h, second_life))
+    store = h.dispatcher.store
+    assert [s.stage for s in store.stages("a", "zhang-wei")].count("acknowledged") == 1
+    assert "acknowledged" in [s.stage for s in store.stages("b", "zhang-wei")]
+    assert [e["task_id"] for e in h.events if e["stage"] == "acknowledged"] == ["b"]
+
+
+def test_contacted_and_arrival_go_to_the_oldest_that_waits_for_them(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+
+    async def body() -> None:
+        h.dispatcher.dispatch(task("a"))
+        h.dispatcher.dispatch(task("b"))
+        await h.until(lambda: "delivered" in h.stages("b"))
+        assert h.reply("zhang-wei", "#2 收到")  # b accepted first
+        assert h.reply("zhang-wei", "已联系")  # only b is acknowledged: b
+        assert h.reply("zhang-wei", "收到")  # a
+        assert h.reply("zhang-wei", "联系上了")  # a now
+        assert h.reply("zhang-wei", "到了")  # the oldest acknowledged not on scene: a
+        assert not h.reply("zhang-wei", "已联系")  # nobody waits for it: a message
+
+    run_async(running(h, body))
+    assert h.stages("a")[-3:] == ["acknowledged", "contacted", "on_scene"]
+    assert h.stages("b")[-2:] == ["acknowledged", "contacted"]
+    event = next(e for e in h.events if e["stage"] == "contacted")
+    assert event["source"] == "device"
+
+
+def centre(task_id: str, unit: str, stage: str, **extra: object) -> dict[str, Any]:
+    return {"task_id": task_id, "unit": unit, "stage": stage, **extra}
+
+
+def test_report_stage_records_what_a_person_said_by_voice(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+
+    async def body() -> None:
+        h.dispatcher.dispatch(task("a"))
+        await h.until(lambda: "delivered" in h.stages("a"))
+        await asyncio.sleep(0.1)
+        spoken = rfc3339(utc_now() - timedelta(seconds=0.05))  # a moment ago, after the send
+        result = h.dispatcher.report_stage(
+            centre("a", "zhang-wei", "acknowledged", at=spoken, by="调度员王", note="对讲机语音")
+        )
+        assert result == {
+            "task_id": "a",
+            "unit": "zhang-wei",
+            "stage": "acknowledged",
+            "at": spoken,
+        }
+        h.dispatcher.report_stage(centre("a", "zhang-wei", "contacted"))
+        refused = {
+            "backwards": centre("a", "zhang-wei", "acknowledged"),
+            "unknown task": centre("nope", "zhang-wei", "on_scene"),
+            "unknown unit": centre("a", "li-na", "on_scene"),
+            "future": centre(
+                "a", "zhang-wei", "on_scene", at=rfc3339(utc_now() + timedelta(hours=1))
+            ),
+            "before it went out": centre(
+                "a", "zhang-wei", "on_scene", at=rfc3339(utc_now() - timedelta(hours=1))
+            ),
+            "not an answer": centre("a", "zhang-wei", "delivered"),
+            "bad time": centre("a", "zhang-wei", "on_scene", at="0001-01-01T00:00:00+14:00"),
+            "bad by": centre("a", "zhang-wei", "on_scene", by=""),
+        }
+        for why, request in refused.items():
+            before = len(h.events)
+            with pytest.raises(StageRefused):
+                h.dispatcher.report_stage(request)
+            assert len(h.events) == before, why
+
+    run_async(running(h, body))
+    stored = {s.stage: s for s in h.dispatcher.store.stages("a", "zhang-wei")}
+    assert stored["acknowledged"].source == "centre"
+    assert stored["acknowledged"].reported_by == "调度员王"
+    assert "对讲机语音" in (stored["acknowledged"].detail or "")
+    assert stored["contacted"].source == "centre"
+    assert stored["transmitted"].source == "gateway"
+    ack = next(e for e in h.events if e["stage"] == "acknowledged")
+    assert ack["source"] == "centre"
+    assert ack["by"] == "调度员王"
+    assert "delivered" in h.stages("a")  # from the radio itself, not implied by the centre

@@ -29,7 +29,11 @@ Decisions (``../shared/notes/kiss-ax25-aprs.md`` for the protocol facts):
   radio that restarts its message counter is not silenced.
 * **Reply-acks** (APRS 1.1): a message ``{MM}AA`` from a station acks our message ``AA``; a
   station seen using that form gets ``{MM}AA`` messages from us (``AA`` the last number we got from
-  it) and acks of the form ``ackMM}``; other stations get the plain APRS101 forms.
+  it) and acks of the form ``ackMM}``; other stations get the plain APRS101 forms. The text of
+  such a message answers our message ``AA``: it reaches the sink with ``reply_to`` naming the
+  order ``AA`` carried (remembered for the last :data:`CACHE_MAX` messages sent), so dispatch
+  gives the answer to that task whatever else is waiting. Every numbered message reaches the
+  sink with its number as ``message_id``, so a repeat is applied once even after a restart.
 * **Message numbers**: five base-36 digits from the UTC time of day (600 numbers per second of
   the day, as a floor) and a counter, so numbers are unique per link across restarts within a day.
 * **Status reports** (``>...``) mark the station heard and nothing else: they are a device's
@@ -240,6 +244,8 @@ class AprsDriver(Driver):
         self._delivered = TtlCache(DELIVERED_WINDOW_S)
         # Stations seen using reply-acks -> the last message number we got from each.
         self._reply_ack_peers: OrderedDict[str, str] = OrderedDict()
+        # (station, our message number) -> the order it carried, so a reply-ack names it.
+        self._sent_orders: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._acks_in_flight = 0
 
     # -- the link ----------------------------------------------------------------
@@ -370,9 +376,12 @@ class AprsDriver(Driver):
     def _on_message(self, station: str, message: AprsMessage, now: float) -> list[bytes]:
         if message.reply_ack:  # {MM}AA: the station acks our message AA in passing
             self._complete(station, message.reply_ack, rejected=False)
+        reply_to = (
+            self._sent_orders.get((station, message.reply_ack)) if message.reply_ack else None
+        )
         if message.msgno is None:
             if not self._heard_frames.check_and_add((station, "text", message.text), now):
-                self._deliver(station, message.text)
+                self._deliver(station, message.text, reply_to)
             return []
         if message.reply_ack is not None:
             self._reply_ack_peers.pop(station, None)
@@ -384,11 +393,14 @@ class AprsDriver(Driver):
             reply = "" if message.reply_ack is not None else None
             acks.append(self.kiss_frame(encode_ack(station, message.msgno, reply)))
         if not self._delivered.check_and_add((station, message.msgno, message.text), now):
-            self._deliver(station, message.text)
+            self._deliver(station, message.text, reply_to, message.msgno)
         return acks
 
-    def _deliver(self, station: str, text: str) -> None:
-        self.sink.text(TextFromUnit(DeviceRef(self.link.name, station), text, utc_now()))
+    def _deliver(
+        self, station: str, text: str, reply_to: str | None = None, msgno: str | None = None
+    ) -> None:
+        device = DeviceRef(self.link.name, station)
+        self.sink.text(TextFromUnit(device, text, utc_now(), reply_to=reply_to, message_id=msgno))
 
     def _complete(self, station: str, msgno: str, *, rejected: bool) -> None:
         waiter = self._pending.get((station, msgno))
@@ -477,6 +489,10 @@ class AprsDriver(Driver):
         key = (station, msgno)
         waiter: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
         self._pending[key] = waiter  # registered before the first write: an ack can be quick
+        if order.key:
+            self._sent_orders[key] = order.key
+            while len(self._sent_orders) > CACHE_MAX:
+                self._sent_orders.popitem(last=False)
         try:
             failure = await self._transmit_until_answered(frame, waiter, order.priority, sent)
             return failure if failure is not None else self._outcome(waiter)

@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 
 from gateway.config import LinkConfig
 from gateway.model import (
+    Alarm,
     DeliveryReport,
     DeviceRef,
     LinkCounters,
@@ -40,6 +41,9 @@ class EventSink(Protocol):
 
     def answer(self, answer: UnitAnswer) -> None:
         """A task answer the protocol carries natively (status key, chosen answer)."""
+
+    def alarm(self, alarm: Alarm) -> None:
+        """A device raised or cleared an alarm (repeats are fine: the sink publishes once)."""
 
 
 OnTransmitted = Callable[[], None]
