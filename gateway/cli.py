@@ -77,7 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     dispatch.add_argument("--voice", action="store_true", help="speak it where the radio can")
     dispatch.add_argument("--at", default=None, metavar="LAT,LON", help="the incident's place")
     dispatch.add_argument("--radius-m", type=float, default=100.0)
-    dispatch.add_argument("--timeout", type=float, default=None, help="seconds to follow it")
+    dispatch.add_argument(
+        "--until",
+        choices=["acknowledged", "contacted", "on_scene", "closed"],
+        default="acknowledged",
+        help="follow until every unit reached this stage (or a later one)",
+    )
+    dispatch.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds to follow it (default: the stage's SLA target from [sla] plus 30)",
+    )
     dispatch.add_argument("text")
 
     simulate = sub.add_parser("simulate", help="run one firmware stub against a real link")
@@ -176,8 +187,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         at=at,
         radius_m=args.radius_m,
     )
-    timeout = args.timeout or config.sla.acknowledge_s + 30
-    return asyncio.run(dispatch_cli.follow_task(config, task, timeout))
+    if args.timeout is not None and not args.timeout > 0:
+        print("fieldlink: --timeout must be a positive number of seconds", file=sys.stderr)
+        return EXIT_USAGE
+    timeout = (
+        args.timeout
+        if args.timeout is not None
+        else dispatch_cli.default_timeout_s(config, args.until)
+    )
+    return asyncio.run(dispatch_cli.follow_task(config, task, timeout, until=args.until))
 
 
 if __name__ == "__main__":
