@@ -3,6 +3,7 @@ hand-written examples, and what the daemon really publishes on a real mosquitto.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import defaultdict
@@ -30,6 +31,8 @@ from gateway.asyncapi import (
     schema_for_topic,
 )
 from gateway.broker import Mosquitto
+from gateway.config import MQTT_OPTIONS
+from gateway.mqtt import PACKET_OVERHEAD_BYTES
 from gateway.topics import Topics
 from tests.support import Collector, GatewayProcess, Received
 
@@ -370,6 +373,10 @@ def test_server_binding_and_last_will(doc: dict[str, Any]) -> None:
     assert mqtt["cleanSession"] is False
     assert mqtt["sessionExpiryInterval"] == 86400
     assert mqtt["keepAlive"] == 30
+    # The Maximum Packet Size the gateway announces with the default mqtt.max_inbound_bytes.
+    default_max_inbound = MQTT_OPTIONS["max_inbound_bytes"].default
+    assert isinstance(default_max_inbound, int)
+    assert mqtt["maximumPacketSize"] == default_max_inbound + PACKET_OVERHEAD_BYTES
     will = mqtt["lastWill"]
     assert (will["qos"], will["retain"]) == (1, True)
     assert match_channel(doc, will["topic"]).name == "state"
@@ -389,6 +396,7 @@ SPEC_TABLE = [
     ("message", "unitMessage", "send", 1, False),
     ("dispatch", "taskDispatch", "receive", 1, False),
     ("cancel", "taskCancel", "receive", 1, False),
+    ("rejected", "taskRejected", "send", 1, False),
     ("task_events", "taskEvents", "send", 1, False),
     ("request", "request", "receive", 1, False),
     ("response", "response", "send", 1, False),
@@ -517,6 +525,11 @@ VALID = [
     ("StageEvent", event(stage="escalated", target="on_scene", since_created_s=-1.5)),
     ("StageEvent", event(unit="", stage="rejected", since_created_s=None, detail="bad")),
     ("Position", position(lat=-90, lon=-180, satellites=0, hdop=0.9)),
+    ("Position", position(alt_m=-500.0, speed_kmh=2000.0, course_deg=0.0, satellites=99, hdop=50)),
+    ("Task", task(text="到人民广场\r\n东侧\t2 号口")),  # line breaks and tabs are fine
+    ("TaskRejected", {"reason": "malformed JSON", "at": T0, "size": 0, "sha256": "0" * 64}),
+    ("RequestUnits", {"transaction": "x" * 200}),
+    ("RequestUnits", {"transaction": -(2**63) + 1}),
     ("Cancel", {"task_id": "t-100"}),
     ("Response", {"status": "ok"}),
     ("Response", {"status": "ok", "transaction": 0, "data": []}),
@@ -554,6 +567,20 @@ INVALID = [
     ("Position", position(lon=-180.5), "lon"),
     ("Position", position(fix_time="yesterday"), "fix_time"),
     ("Position", position(link=None), "link"),
+    ("Position", position(speed_kmh=1.852e9), "speed_kmh"),  # seen in the wild
+    ("Position", position(alt_m=1e9), "alt_m"),
+    ("Position", position(satellites=99_999), "satellites"),
+    ("Position", position(hdop=99.9), "hdop"),  # NMEA's "unknown"
+    ("Task", task(text="a\x07b"), "text"),  # a control character
+    ("Task", task(text="a\rb"), "text"),  # a carriage return without its line feed
+    ("Task", task(text="\x85"), "text"),  # a C1 control character
+    ("TaskRejected", {"reason": "x", "at": T0, "size": 3}, "sha256"),
+    ("TaskRejected", {"reason": "x", "at": T0, "size": 3, "sha256": "A" * 64}, "sha256"),
+    ("TaskRejected", {"reason": "", "at": T0, "size": 3, "sha256": "0" * 64}, "reason"),
+    ("RequestUnits", {"transaction": "x" * 201}, "transaction"),
+    ("RequestUnits", {"transaction": 1.5}, "transaction"),
+    ("RequestUnits", {"transaction": {"id": 1}}, "transaction"),
+    ("RequestUnits", {"transaction": 2**63}, "transaction"),
     ("LinkState", {"state": "maybe", "since": T0, "reconnects": 0}, "state"),
     ("Availability", {"state": "up", "since": T0, "via": "gps0"}, "state"),
     ("GatewayState", {"state": "online", "version": "0.1.0"}, "started_at"),
@@ -585,6 +612,8 @@ def test_invalid_examples(
 
 BASE = "fieldlink/gw1"
 REPLIES = "test-replies"
+UNREADABLE = b"[[["
+"""A dispatch message whose task id cannot be read: reported on tasks/rejected."""
 PUBLISHED_TODAY = {
     "state",
     "info",
@@ -593,6 +622,7 @@ PUBLISHED_TODAY = {
     "unitAvailability",
     "unitPosition",
     "taskEvents",
+    "taskRejected",
     "response",
     "responseTopic",
 }
@@ -702,6 +732,7 @@ name = "Car 1"
         publish(coll, f"{BASE}/tasks/dispatch", good, f"{REPLIES}/dispatch", b"corr-ok")
         publish(coll, f"{BASE}/tasks/dispatch", bad, f"{REPLIES}/dispatch", b"corr-bad")
         publish(coll, f"{BASE}/tasks/cancel", {"task_id": "t-unknown"})
+        publish(coll, f"{BASE}/tasks/dispatch", UNREADABLE)  # no task id: tasks/rejected
         publish(coll, f"{BASE}/request/units", {"transaction": "tx-1"}, f"{REPLIES}/units", b"u")
         publish(coll, f"{BASE}/request/task_status", {"task_id": "t-ok"})
         publish(coll, f"{BASE}/request/nearest_units", {"lat": 31.23, "lon": 121.47, "limit": 2})
@@ -714,6 +745,7 @@ name = "Car 1"
                     f"{BASE}/tasks/t-ok/events",
                     f"{BASE}/tasks/t-bad/events",
                     f"{BASE}/tasks/t-unknown/events",
+                    f"{BASE}/tasks/rejected",
                     f"{BASE}/response/units",
                     f"{BASE}/response/task_status",
                     f"{BASE}/response/nearest_units",
@@ -765,6 +797,13 @@ name = "Car 1"
     assert stages("t-ok")[0] == "received"
     assert stages("t-bad") == ["rejected"]
     assert stages("t-unknown") == ["rejected"]
+    # The unreadable task is reported (at least once, like every event) by size and hash.
+    reports = [m.json() for m in messages if m.topic == f"{BASE}/tasks/rejected"]
+    assert reports
+    for report in reports:
+        assert report["size"] == len(UNREADABLE)
+        assert report["sha256"] == hashlib.sha256(UNREADABLE).hexdigest()
+        assert "JSON" in report["reason"]
     # The task this test called invalid is invalid by the document too, and the valid one valid.
     dispatch_schema = schema_for_topic(doc, f"{BASE}/tasks/dispatch")
     assert not errors(dispatch_schema, good)
