@@ -1,0 +1,169 @@
+"""The option tables of ``config.toml``: every key, its type, default and check."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Final
+
+from gateway.config.addresses import address_list, aprs_address
+from gateway.config.model import (
+    BAUDRATES,
+    DEFAULT_DATA_DIR,
+    DEFAULT_MQTT_URL,
+    DispatchConfig,
+    SlaConfig,
+)
+from gateway.config.schema import (
+    REQUIRED,
+    OptionSpec,
+    each,
+    float_range,
+    identifier,
+    int_range,
+    mqtt_topic_prefix,
+    non_empty,
+    one_of,
+    positive,
+)
+from gateway.errors import ConfigError
+
+# --- the tables ----------------------------------------------------------------------------------
+
+GATEWAY_OPTIONS: Final[Mapping[str, OptionSpec]] = {
+    "id": OptionSpec("str", REQUIRED, identifier),
+    "data_dir": OptionSpec("str", DEFAULT_DATA_DIR, non_empty),
+    "log_level": OptionSpec(
+        "str", "info", one_of("debug", "info", "warning", "error", fold=str.lower)
+    ),
+    "max_implicit_units": OptionSpec("int", 1000, int_range(0, 1_000_000)),
+    "max_fix_age_s": OptionSpec("float", 86400.0, positive),
+}
+
+MQTT_OPTIONS: Final[Mapping[str, OptionSpec]] = {
+    "url": OptionSpec("str", DEFAULT_MQTT_URL),
+    "base_topic": OptionSpec("str", "fieldlink", mqtt_topic_prefix),
+    "username": OptionSpec("str", ""),
+    "password_file": OptionSpec("str", ""),
+    "client_id": OptionSpec("str", ""),
+    "session_expiry_s": OptionSpec("int", 86400, int_range(0, 0xFFFFFFFF)),
+    "keepalive_s": OptionSpec("int", 30, int_range(5, 3600)),
+    "protocol": OptionSpec("str", "5", one_of("5", "3.1.1")),
+    "health_interval_s": OptionSpec("float", 30.0, positive),
+    "reconnect_min_s": OptionSpec("float", 0.5, positive),
+    "reconnect_max_s": OptionSpec("float", 30.0, positive),
+    "ca_file": OptionSpec("str", ""),
+    "cert_file": OptionSpec("str", ""),
+    "key_file": OptionSpec("str", ""),
+    "tls_insecure": OptionSpec("bool", False),
+    "outbox_max_rows": OptionSpec("int", 100_000, int_range(1, 2**31 - 1)),
+    "max_inbound_bytes": OptionSpec(
+        "int", 262_144, int_range(1024, 268_435_455)
+    ),  # MQTT's packet limit
+    "response_topic_prefixes": OptionSpec("str_list", (), each(mqtt_topic_prefix)),
+}
+TLS_KEYS: Final = ("ca_file", "cert_file", "key_file", "tls_insecure")
+
+SLA_OPTIONS: Final[Mapping[str, OptionSpec]] = {
+    f.name: OptionSpec(
+        "float",
+        float(getattr(SlaConfig(), f.name)),
+        float_range(0.0, 100.0) if f.name.startswith("goal_") else positive,
+    )
+    for f in dataclasses.fields(SlaConfig)
+}
+
+SERIAL_OPTIONS: Final[Mapping[str, OptionSpec]] = {
+    "baudrate": OptionSpec("int", 9600, one_of(*BAUDRATES)),
+    "bytesize": OptionSpec("int", 8, int_range(5, 8)),
+    "parity": OptionSpec("str", "N", one_of("N", "E", "O", "M", "S", fold=str.upper)),
+    "stopbits": OptionSpec("float", 1.0, one_of(1.0, 1.5, 2.0)),
+    "rtscts": OptionSpec("bool", False),
+    "xonxoff": OptionSpec("bool", False),
+}
+"""Keys of a serial link, written directly on the ``[[links]]`` table."""
+
+LINK_OPTIONS: Final[Mapping[str, OptionSpec]] = {
+    "name": OptionSpec("str", REQUIRED, identifier),
+    "protocol": OptionSpec("str", REQUIRED),  # checked against PROTOCOL_OPTIONS
+    "url": OptionSpec("str", REQUIRED),
+    "enabled": OptionSpec("bool", True),
+    "reconnect_min_s": OptionSpec("float", 0.5, positive),
+    "reconnect_max_s": OptionSpec("float", 30.0, positive),
+}
+
+
+def _dial_in_options(protocol: str) -> dict[str, OptionSpec]:
+    """Radios and trackers that may reach the gateway on a shared port."""
+    return {
+        "offline_after_s": OptionSpec("float", 600.0, positive),
+        "idle_timeout_s": OptionSpec("float", 300.0, positive),
+        "max_connections": OptionSpec("int", 1000, int_range(1, 65535), frozenset({"listen"})),
+        "allow": OptionSpec(
+            "str_list", (), address_list(protocol)
+        ),  # device addresses; empty: anyone
+    }
+
+
+def _callsign(value: str, key: str) -> str:
+    try:
+        return aprs_address(value)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
+
+
+PROTOCOL_OPTIONS: Final[dict[str, dict[str, OptionSpec]]] = {
+    "nmea": {
+        "unit": OptionSpec("str", None, identifier),  # moved to LinkConfig.unit
+        "max_line_bytes": OptionSpec("int", 82, int_range(82, 4096)),
+        "require_checksum": OptionSpec("bool", True),
+    },
+    "aprs": {
+        "callsign": OptionSpec("str", REQUIRED, _callsign),
+        "path": OptionSpec("str_list", ("WIDE1-1",), each(_callsign, max_items=8)),
+        "retry_intervals_s": OptionSpec(
+            "float_list", (30.0, 60.0, 120.0, 240.0, 480.0), each(positive, max_items=32)
+        ),
+        "offline_after_s": OptionSpec("float", 1800.0, positive),
+        "kiss_port": OptionSpec("int", 0, int_range(0, 15)),
+        # The radio channel, for the gateway's own airtime accounting (one frame at a time).
+        "channel_baud": OptionSpec("int", 1200, int_range(300, 10_000_000)),
+        "txdelay_s": OptionSpec("float", 0.3, float_range(0.0, 5.0)),
+        "txtail_s": OptionSpec("float", 0.05, float_range(0.0, 5.0)),
+        "gap_s": OptionSpec("float", 0.1, float_range(0.0, 10.0)),
+    },
+    "hytera": _dial_in_options("hytera"),
+    "jt808": _dial_in_options("jt808"),
+    "gt06": _dial_in_options("gt06"),
+    "mototrbo": _dial_in_options("mototrbo"),
+}
+"""Per protocol, the link keys beside the common ones. Add a protocol by adding a row."""
+
+PROTOCOLS: Final = tuple(PROTOCOL_OPTIONS)
+
+UNIT_OPTIONS: Final[Mapping[str, OptionSpec]] = {
+    "id": OptionSpec("str", REQUIRED, identifier),
+    "name": OptionSpec("str", ""),  # defaults to the id
+    "devices": OptionSpec("str_list", ()),
+}
+
+
+def _vocabulary(value: tuple[str, ...] | list[str], key: str) -> tuple[str, ...]:
+    words = tuple(value)
+    if not words or not all(w.strip() for w in words):
+        raise ConfigError(key, "needs at least one word, and no empty ones")
+    return words
+
+
+DISPATCH_OPTIONS: Final[Mapping[str, OptionSpec]] = {
+    "accept": OptionSpec("str_list", DispatchConfig().accept, _vocabulary),
+    "decline": OptionSpec("str_list", DispatchConfig().decline, _vocabulary),
+    "contacted": OptionSpec("str_list", DispatchConfig().contacted, _vocabulary),
+    "on_scene": OptionSpec("str_list", DispatchConfig().on_scene, _vocabulary),
+    "closed": OptionSpec("str_list", DispatchConfig().closed, _vocabulary),
+    "max_text_chars": OptionSpec("int", 1000, int_range(1, 10_000)),
+    "sends_per_device": OptionSpec("int", 2, int_range(1, 10)),
+    "poll_interval_s": OptionSpec("float", 60.0, positive),
+    "poll_timeout_s": OptionSpec("float", 30.0, positive),
+    "ref_in_text": OptionSpec("bool", True),
+}
