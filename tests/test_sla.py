@@ -23,6 +23,7 @@ from gateway.journal import Journal
 from gateway.model import rfc3339
 from gateway.sla import (
     ALARM_LIST_MAX,
+    CLOCKS,
     SINCE_EARLIEST,
     SINCE_LATEST,
     SKEW_TOLERANCE_S,
@@ -39,6 +40,7 @@ from gateway.sla import (
     report_to_json,
     run_sla,
 )
+from gateway.stages import DEADLINES, TERMINAL, Stage
 from gateway.taskstore import TaskRow, TaskStore
 
 pytestmark = pytest.mark.timeout(60)
@@ -210,6 +212,20 @@ def test_stage_counts_percentiles_share_and_misses(journal: JournalBuilder) -> N
     }  # fmt: skip
 
 
+def test_stages_and_targets_come_from_the_stage_definitions(journal: JournalBuilder) -> None:
+    assert tuple(CLOCKS) == tuple(stage for stage, _ in DEADLINES)
+    assert all(isinstance(stage, Stage) for stage in STAGES)
+    assert set(STAGES) >= set(CLOCKS)
+    sla = SlaConfig(acknowledge_s=45, close_s=7200)
+    report = build_report(journal.conn, sla, since=None, now=NOW)
+    assert report.targets_s == {stage: sla.target_s(stage) for stage in CLOCKS}
+    assert report.stage(Stage.ACKNOWLEDGED).target_s == 45.0
+    assert set(report.failures) == TERMINAL - {Stage.CLOSED}
+    failures = report_to_json(report)["failures"]
+    assert isinstance(failures, dict)
+    assert list(failures) == ["failed", "expired", "cancelled", "rejected", "declined"]
+
+
 def test_worst_offenders(journal: JournalBuilder) -> None:
     fill_standard(journal)
     ack = journal.report().stage("acknowledged")
@@ -243,8 +259,8 @@ def test_declined_and_cancelled_are_failures_not_misses(journal: JournalBuilder)
     journal.stage(d1, "alpha", "declined", 20.0)
     journal.stage(d1, "bravo", "cancelled", 25.0)
     report = journal.report()
-    assert report.failures["declined"] == 1
-    assert report.failures["cancelled"] == 1
+    assert report.failures[Stage.DECLINED] == 1
+    assert report.failures[Stage.CANCELLED] == 1
     ack = report.stage("acknowledged")
     assert (ack.missed, ack.failed_before) == (0, 2)
     assert ack.end_to_end.summary.share_within_target is None  # nothing reached, nothing missed
@@ -289,17 +305,17 @@ def test_per_unit(journal: JournalBuilder) -> None:
     assert list(units) == ["alpha", "bravo"]
     alpha = {s.stage: s for s in units["alpha"].stages}
     assert units["alpha"].assignments == 10
-    assert alpha["acknowledged"].reached == 10
-    assert alpha["acknowledged"].missed == 0
-    assert alpha["acknowledged"].end_to_end.p50_s == 51.0
-    assert alpha["acknowledged"].end_to_end.p90_s == 91.0
-    assert alpha["acknowledged"].end_to_end.share_within_target == 0.5
-    assert alpha["acknowledged"].gateway.share_within_target == 0.6
+    assert alpha[Stage.ACKNOWLEDGED].reached == 10
+    assert alpha[Stage.ACKNOWLEDGED].missed == 0
+    assert alpha[Stage.ACKNOWLEDGED].end_to_end.p50_s == 51.0
+    assert alpha[Stage.ACKNOWLEDGED].end_to_end.p90_s == 91.0
+    assert alpha[Stage.ACKNOWLEDGED].end_to_end.share_within_target == 0.5
+    assert alpha[Stage.ACKNOWLEDGED].gateway.share_within_target == 0.6
     bravo = {s.stage: s for s in units["bravo"].stages}
     assert units["bravo"].assignments == 2
-    assert (bravo["acknowledged"].reached, bravo["acknowledged"].missed) == (0, 1)
-    assert bravo["acknowledged"].end_to_end.share_within_target == 0.0
-    assert bravo["transmitted"].end_to_end.p50_s == 4.0
+    assert (bravo[Stage.ACKNOWLEDGED].reached, bravo[Stage.ACKNOWLEDGED].missed) == (0, 1)
+    assert bravo[Stage.ACKNOWLEDGED].end_to_end.share_within_target == 0.0
+    assert bravo[Stage.TRANSMITTED].end_to_end.p50_s == 4.0
 
 
 def test_per_day(journal: JournalBuilder) -> None:
@@ -460,8 +476,11 @@ def test_headline_pending_becomes_missed_or_stays_within(journal: JournalBuilder
     fill_headline(journal)
     later = {c.stage: c for c in journal.report(now=NOW_H + timedelta(minutes=2)).headline}
     # h6 and h7 are now 3m41s and 3m31s old: contacted missed for both
-    assert (later["contacted"].missed, later["contacted"].pending) == (3, 0)
-    assert (later["on_scene"].missed, later["on_scene"].pending) == (0, 1)  # h6: 8 min not yet
+    assert (later[Stage.CONTACTED].missed, later[Stage.CONTACTED].pending) == (3, 0)
+    assert (later[Stage.ON_SCENE].missed, later[Stage.ON_SCENE].pending) == (
+        0,
+        1,
+    )  # h6: 8 min not yet
     much_later = journal.report(now=NOW_H + timedelta(days=2)).headline
     assert sum(c.pending for c in much_later) == 0
 
@@ -475,7 +494,33 @@ def test_headline_failure_after_the_deadline_is_a_miss(journal: JournalBuilder) 
     assert (ack.missed, ack.ended, ack.counted) == (2, 1, 2)
     assert (contacted.missed, contacted.ended) == (1, 2)  # alpha: 600 s > 180 s
     assert (feedback.missed, feedback.ended) == (0, 3)
-    assert journal.report().stage("acknowledged").failed_before == 3  # the table's own rule
+    # The per-stage tables count by the same rule: a failure after the target is a miss there
+    # too, one before it is in failed_before.
+    table = journal.report().stage(Stage.ACKNOWLEDGED)
+    assert (table.missed, table.failed_before) == (2, 1)
+    assert table.end_to_end.summary.share_within_target == 0.0
+    assert (journal.report().stage(Stage.CONTACTED).missed, contacted.missed) == (1, 1)
+
+
+@pytest.mark.parametrize("later", [timedelta(0), timedelta(minutes=2), timedelta(days=2)])
+def test_every_missed_follows_the_headline_rule(journal: JournalBuilder, later: timedelta) -> None:
+    fill_headline(journal)  # h4: cancelled after the 1-minute target, so a missed acknowledgement
+    report = journal.report(now=NOW_H + later)
+    for clock_report in report.headline:
+        stage = report.stage(clock_report.stage)
+        assert (stage.missed, stage.failed_before) == (clock_report.missed, clock_report.ended)
+        per_unit = [s for u in report.units for s in u.stages if s.stage == clock_report.stage]
+        assert sum(s.missed or 0 for s in per_unit) == clock_report.missed
+    for day_stage in (Stage.ACKNOWLEDGED, Stage.ON_SCENE):
+        per_day = [s for d in report.days for s in d.stages if s.stage == day_stage]
+        assert sum(s.missed or 0 for s in per_day) == report.stage(day_stage).missed
+    if not later:
+        text = render_table(report)
+        lines = text.splitlines()
+        rows = [line.split()[:5] for line in lines if re.match(r"acknowledged +60\.0s ", line)]
+        assert rows == [["acknowledged", "60.0s", "4", "2", "2"]] * 2  # reached, missed, failed
+        charlie = [line.split()[:4] for line in lines if line.startswith("charlie ")]
+        assert ["charlie", "acknowledged", "0", "1"] in charlie
 
 
 def test_headline_in_table_first(journal: JournalBuilder) -> None:
@@ -706,7 +751,10 @@ def test_odd_journal_rows_never_break_the_report(journal: JournalBuilder) -> Non
     )
     report = journal.report()
     ack = report.headline[0]
-    assert (ack.late, ack.unmeasured, ack.counted) == (1, 2, 1)  # odd3 late; odd1, odd2 unknown
+    # odd1, odd2: unknown; odd3: its created_at (year 1) is outside 2000..2100, so unreadable,
+    # and its latency runs from received_at (its offset, 30 s)
+    assert (ack.within, ack.late, ack.unmeasured, ack.counted) == (1, 0, 2, 1)
+    assert report.skew_count == 0  # no readable created_at, no skew
     assert report.headline[4].within == 1  # odd2 closed 5 s after its (unreadable) receipt
     assert report.stage("acknowledged").gateway.summary.count == 1  # odd1's offset is unreadable
     assert (report.alarms.count, report.alarms.still_raised) == (2, 1)
@@ -715,6 +763,58 @@ def test_odd_journal_rows_never_break_the_report(journal: JournalBuilder) -> Non
     assert json.loads(json.dumps(data, allow_nan=False)) == data
     assert "acknowledged within 1 min" in render_table(report)
     assert "<svg" in render_html(report)
+
+
+def _insert_task(conn: sqlite3.Connection, task_id: str, created_at: str, received_at: str) -> None:
+    conn.execute(
+        "INSERT INTO tasks (task_id, ref, body, priority, created_at, received_at,"
+        " received_boot, received_mono) VALUES (?, (SELECT count(*) + 1 FROM tasks), '{}',"
+        " 'normal', ?, ?, 'b', 0)",
+        (task_id, created_at, received_at),
+    )
+
+
+def _insert_stage(
+    conn: sqlite3.Connection, task_id: str, stage: Stage, at: str, offset_s: float,
+    since_created_s: float | None,
+) -> None:  # fmt: skip
+    conn.execute(
+        "INSERT INTO stages (task_id, unit, stage, at, offset_s, since_created_s)"
+        " VALUES (?, 'alpha', ?, ?, ?, ?)",
+        (task_id, stage, at, offset_s, since_created_s),
+    )
+
+
+@pytest.mark.parametrize(
+    "created_at",
+    [
+        "2150-01-01T00:00:00Z",  # after 2100: the gateway never writes it
+        "1999-12-31T23:59:59Z",  # before 2000
+        "2024-05-01T07:59:00",  # no zone
+        "2024-05-01T07:59Z",  # ISO 8601, not RFC 3339 (no seconds)
+    ],
+)
+def test_journal_times_outside_2000_to_2100_or_not_rfc3339_are_unreadable(
+    journal: JournalBuilder, created_at: str
+) -> None:
+    _insert_task(journal.conn, "u1", created_at, "2024-05-01T08:00:00.000Z")
+    _insert_stage(journal.conn, "u1", Stage.ACKNOWLEDGED, "2024-05-01T08:00:20.000Z", 20.0, None)
+    report = journal.report()
+    ack = report.headline[0]
+    assert (ack.within, ack.unmeasured) == (1, 0)  # 20 s from received_at, as deadlines run
+    assert report.stage(Stage.ACKNOWLEDGED).end_to_end.summary.count == 0
+    assert report.skew_count == 0
+    assert report.headline[1].missed == 1  # contacted: the deadline ran from received_at
+
+
+def test_stored_seconds_beyond_the_limit_are_recomputed_from_the_times(
+    journal: JournalBuilder,
+) -> None:
+    _insert_task(journal.conn, "r1", "2024-05-01T07:59:59.000Z", "2024-05-01T08:00:00.000Z")
+    _insert_stage(journal.conn, "r1", Stage.ACKNOWLEDGED, "2024-05-01T08:01:30.000Z", 1e13, 1e300)
+    ack = journal.report().stage(Stage.ACKNOWLEDGED)
+    assert ack.end_to_end.summary.max_s == 91.0
+    assert ack.gateway.summary.max_s == 90.0
 
 
 # --- clock skew --------------------------------------------------------------------------------
@@ -834,6 +934,22 @@ def test_parse_since_refuses_times_outside_2000_to_2100(text: str) -> None:
 def test_parse_since_refuses_odd_text(text: str) -> None:
     with pytest.raises(SinceError, match="since"):
         parse_since(text, NOW)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-05-01T08:00Z",  # no seconds
+        "2024-05-01T08:00:00+0800",  # offset without a colon
+        "20240501T080000Z",  # basic format
+        "2024-W18-3T08:00:00Z",  # week date
+        "2024-05-01T08:00:00,5Z",  # decimal comma
+    ],
+)
+def test_parse_since_wants_rfc3339_not_other_iso_8601_forms(text: str) -> None:
+    with pytest.raises(SinceError, match="not an RFC 3339 time") as info:
+        parse_since(text, NOW)
+    assert repr(text) in str(info.value)
 
 
 @pytest.mark.parametrize(
