@@ -73,10 +73,6 @@ class Channel:
         self.transmitted = 0
         self.busy_s = 0.0
 
-    @property
-    def depth(self) -> int:
-        return len(self._heap)
-
     async def transmit(self, frame: bytes, priority: int = NORMAL) -> float:
         """Queue ``frame``; return the loop time at which it was written to the link.
 

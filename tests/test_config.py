@@ -27,6 +27,7 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError
 from gateway.model import DeviceRef
+from gateway.units import UnitDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_DIR = Path("/etc/fieldlink")
@@ -77,7 +78,7 @@ def test_example_config_loads() -> None:
     assert zhang.name == "张伟"
     assert li.name == "李娜"
     assert zhang.devices == (DeviceRef("vhf", "BH4XYZ-7"), DeviceRef("gps-car1"))
-    assert cfg.unit_of(DeviceRef("gps-car1")) == "zhang-wei"
+    assert UnitDirectory(cfg).resolve(DeviceRef("gps-car1")) == "zhang-wei"
 
 
 def test_example_config_takes_the_password_from_the_environment() -> None:
@@ -811,8 +812,8 @@ def test_unit_devices_are_normalised() -> None:
     assert cfg.units[0].devices == (DeviceRef("vhf", "BH4XYZ-7"), DeviceRef("trk", "13800138000"))
     assert cfg.units[1].devices == (DeviceRef("gt", "123456789012345"), DeviceRef("dmr", "12"))
     assert cfg.units[0].name == "zhang-wei"  # the name defaults to the id
-    assert cfg.unit_of(DeviceRef("trk", "13800138000")) == "zhang-wei"
-    assert cfg.unit_of(DeviceRef("trk", "13900000000")) == "trk-13900000000"
+    assert UnitDirectory(cfg).resolve(DeviceRef("trk", "13800138000")) == "zhang-wei"
+    assert UnitDirectory(cfg).resolve(DeviceRef("trk", "13900000000")) == "trk-13900000000"
 
 
 def test_jt808_allow_list_is_normalised() -> None:
@@ -836,7 +837,7 @@ def test_nmea_link_unit_may_name_an_unconfigured_unit() -> None:
     cfg = parse(GATEWAY + NMEA + 'unit = "car-7"\n' + unit("zhang-wei"))
     assert cfg.links[0].unit == "car-7"
     assert cfg.units[0].devices == ()
-    assert cfg.unit_of(DeviceRef("gps")) == "car-7"
+    assert UnitDirectory(cfg).resolve(DeviceRef("gps")) == "car-7"
 
 
 def test_disabled_links_may_share_a_device_path() -> None:

@@ -9,7 +9,6 @@ from types import MappingProxyType
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
-from gateway.config.addresses import implicit_unit_id
 from gateway.model import DeviceRef
 
 T = TypeVar("T")
@@ -200,14 +199,3 @@ class Config:
 
     def link(self, name: str) -> LinkConfig | None:
         return next((link for link in self.links if link.name == name), None)
-
-    def unit_of(self, device: DeviceRef) -> str:
-        """The unit a device belongs to: a configured unit, an nmea link's unit, or the implicit
-        ``<link>-<address>`` unit (SPEC section 4) for a device nobody listed."""
-        for unit in self.units:
-            if device in unit.devices:
-                return unit.id
-        link = self.link(device.link)
-        if link is not None and link.unit is not None and not device.address:
-            return link.unit
-        return implicit_unit_id(device)
