@@ -2,15 +2,16 @@
 
 Sources (facts only, no code taken):
 
-- AX.25 Link Access Protocol v2.0 (https://www.qsl.net/lz4ny/packet/ax25.htm): section 3.12 address
+- AX.25 Link Access Protocol v2.2 (https://www.tapr.org/pdf/AX25.2.2.pdf): section 3.12 address
   field (6 callsign bytes shifted left one bit, space padded; SSID byte ``C/H R R S S S S X``,
-  extension bit X set only on the last address; up to 8 digipeaters), section 4.3.3 (UI control
-  ``03``, P/F bit ``10``), section 3.4 (PID ``F0`` = no layer 3; PID present only in I and UI
-  frames), section 6.1.2 (command frames: destination C bit 1, source C bit 0).
+  extension bit X set only on the last address), section 4.3.3 (UI control ``03``, P/F bit
+  ``10``), section 3.4 (PID ``F0`` = no layer 3; PID present only in I and UI frames), section
+  6.1.2 (command frames: destination C bit 1, source C bit 0). Up to 8 digipeaters as in v2.0
+  (https://www.qsl.net/lz4ny/packet/ax25.htm).
 - wb2osz/direwolf ``src/ax25_pad.c`` header comment (the same layout, and the TNC2 text form
   ``SRC>DST,DIGI1,DIGI2*:info`` with ``*`` after the last digipeater whose H bit is set).
-- ``../shared/notes/kiss-ax25-aprs.md`` section 2 (worked frame; direwolf sets both C bits, stations
-  use every combination, so decoders ignore them).
+- ``docs/protocols/aprs.md`` section 2 (worked frame; direwolf sets both C bits, stations use
+  every combination, so decoders ignore them: http://www.aprs.org/aprs11/C-bits-SSID.txt).
 
 Decisions:
 

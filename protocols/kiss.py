@@ -3,10 +3,12 @@
 Sources (facts only, no code taken):
 
 - K3MC/KA9Q, "The KISS TNC: A simple Host-to-TNC communications protocol"
-  (http://ir3ip.net/iw3fqg/doc/kiss.htm): FEND ``C0``, FESC ``DB``, TFEND ``DC``, TFESC ``DD``; the
+  (http://www.ax25.net/kiss.aspx): FEND ``C0``, FESC ``DB``, TFEND ``DC``, TFESC ``DD``; the
   type byte's high nibble is the port, the low nibble the command (0 data, 1 TXDELAY, 2 P, 3
-  SlotTime, 4 TXtail, 5 FullDuplex, 6 SetHardware, ``FF`` return from KISS).
-- ``../shared/notes/kiss-ax25-aprs.md`` section 1 (direwolf 1.6 behaviour: ``C0 C0`` is no frame).
+  SlotTime, 4 TXtail, 5 FullDuplex, 6 SetHardware, ``FF`` return from KISS); two FENDs in a row
+  delimit no frame.
+- ``docs/protocols/aprs.md`` section 1 (the same facts with their sources; direwolf 1.6 also
+  skips ``C0 C0``).
 
 Decisions the spec leaves open:
 

@@ -3,8 +3,8 @@
 Sources: APRS101 (https://op-co.de/tmp/APRS101/APRS.html) ch.6 "Time and Position Formats"
 (timestamps ``DDHHMMz``, ``DDHHMM/``, ``HHMMSSh``), ch.9 (base-91: value = sum of (char - 33) *
 91^k), ch.14 (forbidden characters ``|``, ``~`` and ``{`` in message text) and ch.16 (``|`` and
-``~`` in status text); ``../shared/notes/kiss-ax25-aprs.md`` section 3 (UTF-8 passes unchanged; the
-stricter character set).
+``~`` in status text); ``docs/protocols/aprs.md`` section 3 (UTF-8 per the APRS 1.2 note
+http://www.aprs.org/aprs12/utf-8.txt passes unchanged; the stricter character set).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Dispatch an AX.25 information field to the APRS decoder for its data type identifier.
 
 Source: APRS101 ch.5 "APRS Data Type Identifiers" (https://op-co.de/tmp/APRS101/APRS.html), and
-``../shared/notes/kiss-ax25-aprs.md`` section 3 (strip trailing whitespace and CR/LF first: TNCs and
+``docs/protocols/aprs.md`` section 3 (strip trailing whitespace and CR/LF first: TNCs and
 ``gen_packets`` add them, and a trailing space must not turn an ack into a message).
 """
 

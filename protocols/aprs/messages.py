@@ -10,9 +10,9 @@ Sources (facts only, no code taken):
   ``ackMM}AA`` on acks.
 - APRS101 ch.16 "Status Reports": ``>`` + optional ``DDHHMMz`` + text, at most 62 characters without
   the timestamp and 55 with it; no ``|`` or ``~``.
-- ``../shared/notes/kiss-ax25-aprs.md`` section 3: strip trailing whitespace before parsing (a TNC's
-  trailing space must not turn an ack into a message); accept an unpadded addressee; limit text to
-  67 bytes of UTF-8 rather than 67 characters.
+- ``docs/protocols/aprs.md`` section 3: strip trailing whitespace before parsing (a TNC's trailing
+  space must not turn an ack into a message); accept an unpadded addressee; limit text to 67 bytes
+  of UTF-8 rather than 67 characters.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Mic-E positions: latitude and message bits in the AX.25 destination, the rest in the info field.
 
 Sources (facts only, no code taken), APRS101 ch.10 "Mic-E Data Format"
-(https://op-co.de/tmp/APRS101/APRS.html) and ``../shared/notes/kiss-ax25-aprs.md`` section 4:
+(https://op-co.de/tmp/APRS101/APRS.html) and ``docs/protocols/aprs.md`` section 4.3:
 
 - Destination characters 1-6: latitude digits ``DDMMhh``; ``0``-``9`` digit with bit 0, ``A``-``J``
   digit with custom bit 1, ``P``-``Y`` digit with standard bit 1, ``K`` (custom 1), ``L`` (0) and

@@ -12,8 +12,8 @@ Sources (facts only, no code taken), APRS101 (https://op-co.de/tmp/APRS101/APRS.
   XXXX/190463``; overlay tables ``a``-``j`` for ``0``-``9``; ``c`` = space: no ``cs`` data;
   compression type bits 4-3 = ``10`` (GGA): ``cs`` is altitude, ``1.002^cs`` feet; else ``c`` in
   ``!``..``z``: course ``(c-33)*4`` and speed ``1.08^(s-33) - 1`` knots; ``c`` = ``{``: range.
-- ``../shared/notes/kiss-ax25-aprs.md`` section 4 (worked decodes, verified with aprslib and
-  direwolf).
+- ``docs/protocols/aprs.md`` section 4 (the same facts with their sources; worked decodes in 4.4,
+  verified with aprslib and direwolf).
 
 Decisions: ambiguous positions decode to the centre of the ambiguity box (as aprslib does); comments
 are stripped of surrounding whitespace; a compressed position's course ``0`` is north (the format

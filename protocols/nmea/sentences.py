@@ -373,7 +373,7 @@ class GNS:
 Message = RMC | GGA | GLL | VTG | GSA | GSV | ZDA | TXT | GNS
 
 
-# --- decoders (field positions per the NMEA tables; see notes/nmea.md) ----------------------------
+# --- decoders (field positions: docs/protocols/nmea.md section 2) ---------------------------------
 
 
 # RMC and GGA are most of the traffic: their optional trailing fields are read after padding the
