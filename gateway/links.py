@@ -4,20 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Set
+from typing import Final
 
 from gateway.backoff import Backoff
-from gateway.config import LinkConfig
+from gateway.config import LinkConfig, normalise_address
 from gateway.drivers.base import Driver
 from gateway.errors import LinkError
 from gateway.model import LinkCounters, LinkState, LinkStatus, utc_now
+from gateway.sessions import SessionRegistry
 from gateway.transport import Connection, Server, open_connection, parse_url
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_CONNECTIONS = 1000
+"""Peers one server link serves at once when its options do not say (``max_connections``)."""
+DEFAULT_IDLE_TIMEOUT_S = 300.0
+"""Silence after which a dial-in session is closed when its options do not say
+(``idle_timeout_s``)."""
 StatusCallback = Callable[[LinkStatus], None]
+
+
+class _FromLink(enum.Enum):
+    ALLOW_OPTION = "allow option"
+
+
+FROM_LINK_OPTIONS: Final = _FromLink.ALLOW_OPTION
+"""``allowed`` default of :class:`LinkSupervisor`: the link's ``allow`` list when it has one,
+anyone when it is empty. The daemon passes :func:`gateway.sessions.allowed_addresses`
+instead, which adds the units' devices and ``register = "open"``."""
 
 
 class LinkSupervisor:
@@ -25,7 +43,12 @@ class LinkSupervisor:
 
     A client link (serial, tcp, udp) is up while its connection is open; a server
     link (listen, udp-listen) is up while it listens, and serves each peer that
-    dials in with the same driver.
+    dials in as a session of :attr:`sessions` (:mod:`gateway.sessions`): at most
+    ``max_connections`` at once, each closed after ``idle_timeout_s`` of silence, and only
+    the devices in ``allowed`` may bind (``None``: anyone).
+
+    ``sessions`` is the link's :class:`~gateway.sessions.SessionRegistry` (``None`` for a
+    client link); the driver gets the same one as ``driver.sessions``.
     """
 
     def __init__(
@@ -34,6 +57,8 @@ class LinkSupervisor:
         driver: Driver,
         counters: LinkCounters,
         on_status: StatusCallback,
+        *,
+        allowed: Set[str] | _FromLink | None = FROM_LINK_OPTIONS,
     ) -> None:
         self.cfg = cfg
         self.driver = driver
@@ -44,6 +69,19 @@ class LinkSupervisor:
         self._opened_once = False
         self.status = LinkStatus(cfg.name, LinkState.DOWN, utc_now(), 0, "not opened yet")
         self.connection: Connection | None = None
+        self.sessions: SessionRegistry | None = None
+        self.idle_timeout_s = _number_option(cfg, "idle_timeout_s", DEFAULT_IDLE_TIMEOUT_S)
+        if self._endpoint.is_server:
+            if isinstance(allowed, _FromLink):
+                allow = cfg.options.get("allow")
+                allowed = frozenset(map(str, allow)) if isinstance(allow, tuple) and allow else None
+            self.sessions = SessionRegistry(
+                cfg.name,
+                max_sessions=int(_number_option(cfg, "max_connections", DEFAULT_MAX_CONNECTIONS)),
+                allowed=allowed,
+                normalise=functools.partial(normalise_address, cfg.protocol),
+            )
+            driver.sessions = self.sessions
 
     def _set(self, state: LinkState, error: str | None = None) -> None:
         self.status = LinkStatus(self.cfg.name, state, utc_now(), self.counters.reconnects, error)
@@ -93,16 +131,33 @@ class LinkSupervisor:
             await conn.close()
 
     async def _serve(self) -> None:
-        limit = self.cfg.options.get("max_connections", DEFAULT_MAX_CONNECTIONS)
-        max_connections = limit if isinstance(limit, int) else DEFAULT_MAX_CONNECTIONS
-        server = Server(self.cfg.name, self.driver.run, max_connections=max_connections)
+        sessions = self.sessions
+        assert sessions is not None  # set for every server endpoint
+        server = Server(
+            self.cfg.name,
+            functools.partial(sessions.serve, handler=self.driver.serve_session),
+            max_connections=sessions.max_sessions,
+            on_refused=sessions.refuse_over_cap,
+        )
         try:
             await server.start(self._endpoint)
         except OSError as exc:
             raise LinkError(self.cfg.name, f"cannot listen: {exc}") from exc
         try:
-            self._mark_up()
-            await server.closed
+            async with asyncio.TaskGroup() as tasks:
+                sweeper = tasks.create_task(
+                    sessions.expire_idle(self.idle_timeout_s), name=f"{self.cfg.name}:idle"
+                )
+                self._mark_up()
+                await server.closed
+                sweeper.cancel()
         finally:
             with contextlib.suppress(Exception):
                 await server.close()
+
+
+def _number_option(cfg: LinkConfig, key: str, default: float) -> float:
+    value = cfg.options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return default
+    return value

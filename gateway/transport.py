@@ -12,7 +12,14 @@ URL                    what it opens
 
 Every :class:`Connection` reads in chunks into bounded buffers: a peer that
 sends faster than we parse is slowed by TCP flow control or, for serial and UDP,
-loses data at the kernel, never our memory.
+loses data at the kernel, never our memory. Every connection counts the bytes it
+moved and when it last received any (``rx_bytes``, ``tx_bytes``, ``last_rx``), so
+the sessions above it (:mod:`gateway.sessions`) need no wrapper on the hot path.
+
+A :class:`Server` only accepts: it caps the peers it serves (a TCP peer over the
+cap is closed at once, a UDP datagram from a new peer over the cap is dropped
+before anything is allocated for it) and runs a handler per peer. Who the peer
+is, idle timeouts and allow lists are the business of :mod:`gateway.sessions`.
 """
 
 from __future__ import annotations
@@ -22,21 +29,31 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 from urllib.parse import urlsplit
 
 import serial_asyncio_fast
 
 from gateway.config import SerialSettings
 from gateway.errors import LinkError
+from gateway.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 65536
 UDP_QUEUE_MAX = 256
 """Datagrams waiting per UDP connection before new ones are dropped (and counted)."""
+LISTEN_BACKLOG = 1024
+"""Pending TCP connections the kernel queues for a ``listen://`` link (capped by somaxconn):
+a city's trackers all redialling after an outage must not wait out SYN retries."""
+UDP_SERVER_RCVBUF_BYTES = 1 << 20
+"""Receive buffer asked for on a ``udp-listen://`` socket (the kernel caps it at rmem_max):
+many peers share one socket, and a burst from all of them must not be lost at the kernel."""
+REFUSAL_LOG_INTERVAL_S = 10.0
+"""At most one log line per server in this interval for peers refused over the cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +81,18 @@ def parse_url(url: str) -> Endpoint:
 
 
 class Connection(abc.ABC):
-    """A byte stream to one peer, whatever carries it."""
+    """A byte stream to one peer, whatever carries it.
+
+    ``rx_bytes`` and ``tx_bytes`` count what went through it, ``last_rx`` is the
+    :func:`time.monotonic` time bytes last arrived (the opening time before any did).
+    """
+
+    __slots__ = ()
 
     peer: str
+    rx_bytes: int
+    tx_bytes: int
+    last_rx: float
 
     @abc.abstractmethod
     async def read(self) -> bytes:
@@ -81,6 +107,8 @@ class Connection(abc.ABC):
 
 
 class StreamConnection(Connection):
+    __slots__ = ("_link", "_reader", "_writer", "last_rx", "peer", "rx_bytes", "tx_bytes")
+
     def __init__(
         self, link: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
     ) -> None:
@@ -88,6 +116,9 @@ class StreamConnection(Connection):
         self._reader = reader
         self._writer = writer
         self.peer = peer
+        self.rx_bytes = 0
+        self.tx_bytes = 0
+        self.last_rx = time.monotonic()
 
     async def read(self) -> bytes:
         try:
@@ -98,6 +129,8 @@ class StreamConnection(Connection):
             raise LinkError(self._link, f"read failed: {exc}") from exc
         if not data:
             raise LinkError(self._link, "closed by peer")
+        self.rx_bytes += len(data)
+        self.last_rx = time.monotonic()
         return data
 
     async def write(self, data: bytes) -> None:
@@ -105,6 +138,7 @@ class StreamConnection(Connection):
             raise LinkError(self._link, "write on a closed link")
         try:
             self._writer.write(data)
+            self.tx_bytes += len(data)
             await self._writer.drain()
         except OSError as exc:
             raise LinkError(self._link, f"write failed: {exc}") from exc
@@ -115,50 +149,80 @@ class StreamConnection(Connection):
             await asyncio.wait_for(self._writer.wait_closed(), 2.0)
 
 
-class _DatagramInbox(asyncio.DatagramProtocol):
-    """Bounded per-peer queues of datagrams for UDP links."""
+PeerAddress = tuple[str, int]
 
-    def __init__(self, on_new_peer: Callable[[tuple[str, int]], None] | None = None) -> None:
-        self.queues: dict[tuple[str, int], asyncio.Queue[bytes]] = {}
+
+class _DatagramInbox(asyncio.DatagramProtocol):
+    """Routes each datagram to its peer's :class:`DatagramConnection`.
+
+    A datagram from a peer with no connection goes to ``on_new_peer`` (a server's), which
+    returns the new connection, or ``None`` when it refuses the peer: then nothing at all is
+    kept for it. ``dropped`` counts datagrams lost because their peer's queue was full.
+    """
+
+    def __init__(
+        self, on_new_peer: Callable[[PeerAddress], DatagramConnection | None] | None = None
+    ) -> None:
+        self.peers: dict[PeerAddress, DatagramConnection] = {}
         self.dropped = 0
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._on_new_peer = on_new_peer
-        self.default_peer: tuple[str, int] | None = None
-
-    def queue_for(self, addr: tuple[str, int]) -> asyncio.Queue[bytes]:
-        queue = self.queues.get(addr)
-        if queue is None:
-            queue = self.queues[addr] = asyncio.Queue(UDP_QUEUE_MAX)
-        return queue
+        self.default_peer: PeerAddress | None = None
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        peer = (str(addr[0]), int(addr[1]))
-        if self.default_peer is not None:
-            peer = self.default_peer
-        is_new = peer not in self.queues
-        queue = self.queue_for(peer)
-        try:
-            queue.put_nowait(data)
-        except asyncio.QueueFull:
+        peer = self.default_peer
+        if peer is None:
+            peer = (str(addr[0]), int(addr[1]))
+        conn = self.peers.get(peer)
+        if conn is None:
+            if self._on_new_peer is None:
+                self.dropped += 1  # a client's connection already closed
+                return
+            conn = self._on_new_peer(peer)
+            if conn is None:
+                return  # refused: counted by the server
+        if not conn.feed(data):
             self.dropped += 1
-        if is_new and self._on_new_peer is not None:
-            self._on_new_peer(peer)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("udp error: %s", exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        for conn in list(self.peers.values()):
+            conn.lost()
         if not self.closed.done():
             self.closed.set_result(None)
 
 
 class DatagramConnection(Connection):
+    """One UDP peer: its datagrams wait in a short list; a reader waits on one future.
+
+    An idle peer costs this object, its empty list and the task that reads it: no queue
+    object and no task per read.
+    """
+
+    __slots__ = (
+        "_addr",
+        "_closed",
+        "_inbox",
+        "_link",
+        "_owns",
+        "_pending",
+        "_send_addr",
+        "_transport",
+        "_waiter",
+        "last_rx",
+        "peer",
+        "rx_bytes",
+        "tx_bytes",
+    )
+
     def __init__(
         self,
         link: str,
         transport: asyncio.DatagramTransport,
         inbox: _DatagramInbox,
-        peer_addr: tuple[str, int],
+        peer_addr: PeerAddress,
         *,
         owns_transport: bool,
     ) -> None:
@@ -166,31 +230,60 @@ class DatagramConnection(Connection):
         self._transport = transport
         self._inbox = inbox
         self._addr = peer_addr
-        self._queue = inbox.queue_for(peer_addr)
+        self._pending: list[bytes] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
         self._owns = owns_transport
         # A connected client socket has its peer fixed; a server socket names it per datagram.
         self._send_addr = None if owns_transport else peer_addr
         self.peer = f"{peer_addr[0]}:{peer_addr[1]}"
+        self.rx_bytes = 0
+        self.tx_bytes = 0
+        self.last_rx = time.monotonic()
+        inbox.peers[peer_addr] = self
+
+    def feed(self, data: bytes) -> bool:
+        """A datagram arrived; False when the queue is full and it was dropped."""
+        if len(self._pending) >= UDP_QUEUE_MAX:
+            return False
+        self._pending.append(data)
+        self.rx_bytes += len(data)
+        self.last_rx = time.monotonic()
+        self._wake()
+        return True
+
+    def lost(self) -> None:
+        """The socket under this connection closed."""
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def read(self) -> bytes:
-        get = asyncio.ensure_future(self._queue.get())
-        waiters: set[asyncio.Future[Any]] = {get, self._inbox.closed}
-        try:
-            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not get.done():
-                get.cancel()
-        if get in done:
-            return get.result()
-        raise LinkError(self._link, "udp socket closed")
+        while not self._pending:
+            if self._closed:
+                raise LinkError(self._link, "udp socket closed")
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._pending.pop(0)
 
     async def write(self, data: bytes) -> None:
-        if self._transport.is_closing():
+        if self._closed or self._transport.is_closing():
             raise LinkError(self._link, "write on a closed link")
         self._transport.sendto(data, self._send_addr)
+        self.tx_bytes += len(data)
 
     async def close(self) -> None:
-        self._inbox.queues.pop(self._addr, None)
+        if self._inbox.peers.get(self._addr) is self:
+            del self._inbox.peers[self._addr]
+        self._pending.clear()
+        self.lost()
         if self._owns:
             self._transport.close()
 
@@ -241,20 +334,54 @@ ConnectionHandler = Callable[[Connection], Awaitable[None]]
 
 
 class Server:
-    """A listening endpoint; each accepted peer runs ``handler`` as an owned task."""
+    """A listening endpoint; each accepted peer runs ``handler`` as an owned task.
 
-    def __init__(self, link: str, handler: ConnectionHandler, *, max_connections: int) -> None:
+    At most ``max_connections`` peers are served at once, for ``listen://`` and
+    ``udp-listen://`` alike. A TCP peer over the cap is closed at once; a datagram from a
+    new UDP peer over the cap is dropped before a connection or queue exists for it. Each
+    refusal is counted in :attr:`refused`, reported to ``on_refused(peer)`` and logged at
+    most once per :data:`REFUSAL_LOG_INTERVAL_S`.
+    """
+
+    def __init__(
+        self,
+        link: str,
+        handler: ConnectionHandler,
+        *,
+        max_connections: int,
+        on_refused: Callable[[str], None] | None = None,
+    ) -> None:
         self._link = link
         self._handler = handler
         self._max = max_connections
+        self._on_refused = on_refused
         self._tasks: set[asyncio.Task[None]] = set()
         self.refused = 0
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closers: list[Callable[[], None]] = []
+        self._inbox: _DatagramInbox | None = None
+        self._refusal_log = RateLimitedLog(log, REFUSAL_LOG_INTERVAL_S)
 
     @property
     def connections(self) -> int:
         return len(self._tasks)
+
+    @property
+    def dropped(self) -> int:
+        """UDP datagrams dropped because their peer's queue was full."""
+        return 0 if self._inbox is None else self._inbox.dropped
+
+    def _has_room(self, peer: PeerAddress | str) -> bool:
+        if len(self._tasks) < self._max:
+            return True
+        self.refused += 1
+        name = peer if isinstance(peer, str) else f"{peer[0]}:{peer[1]}"
+        self._refusal_log.warning(
+            "%s: refusing %s: %d connections open (max_connections)", self._link, name, self._max
+        )
+        if self._on_refused is not None:
+            self._on_refused(name)
+        return False
 
     def _spawn(self, conn: Connection) -> None:
         task = asyncio.create_task(self._serve_one(conn), name=f"{self._link}:{conn.peer}")
@@ -265,7 +392,7 @@ class Server:
         try:
             await self._handler(conn)
         except LinkError as exc:
-            log.info("%s: peer %s gone: %s", self._link, conn.peer, exc.reason)
+            log.debug("%s: peer %s gone: %s", self._link, conn.peer, exc.reason)
         except Exception:
             log.exception("%s: session with %s failed", self._link, conn.peer)
         finally:
@@ -275,36 +402,40 @@ class Server:
         loop = asyncio.get_running_loop()
         if endpoint.kind == "listen":
 
-            async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                # A plain function, not a coroutine: no task per accepted socket, and a
+                # refused one is closed before this returns.
                 peername = writer.get_extra_info("peername")
                 peer = f"{peername[0]}:{peername[1]}" if peername else "?"
-                if len(self._tasks) >= self._max:
-                    self.refused += 1
-                    log.warning("%s: refusing %s: %d connections open", self._link, peer, self._max)
+                if not self._has_room(peer):
                     writer.close()
                     return
                 self._spawn(StreamConnection(self._link, reader, writer, peer))
 
-            server = await asyncio.start_server(accept, endpoint.host, endpoint.port)
+            server = await asyncio.start_server(
+                accept, endpoint.host, endpoint.port, backlog=LISTEN_BACKLOG
+            )
             self._closers.append(server.close)
         elif endpoint.kind == "udp-listen":
             transport_box: list[asyncio.DatagramTransport] = []
 
-            def new_peer(addr: tuple[str, int]) -> None:
-                if len(self._tasks) >= self._max:
-                    self.refused += 1
-                    inbox.queues.pop(addr, None)
-                    return
-                self._spawn(
-                    DatagramConnection(
-                        self._link, transport_box[0], inbox, addr, owns_transport=False
-                    )
+            def new_peer(addr: PeerAddress) -> DatagramConnection | None:
+                if not transport_box or not self._has_room(addr):
+                    return None
+                conn = DatagramConnection(
+                    self._link, transport_box[0], inbox, addr, owns_transport=False
                 )
+                self._spawn(conn)
+                return conn
 
-            inbox = _DatagramInbox(new_peer)
+            inbox = self._inbox = _DatagramInbox(new_peer)
             transport, _ = await loop.create_datagram_endpoint(
                 lambda: inbox, local_addr=(endpoint.host, endpoint.port)
             )
+            sock = cast(socket.socket | None, transport.get_extra_info("socket"))
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_SERVER_RCVBUF_BYTES)
             transport_box.append(transport)
             self._closers.append(transport.close)
         else:

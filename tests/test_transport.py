@@ -170,3 +170,65 @@ def test_udp_listen_one_connection_per_peer() -> None:
         await server.close()
 
     run_async(scenario())
+
+
+def test_udp_listen_caps_peers_without_keeping_anything_for_the_refused() -> None:
+    async def scenario() -> None:
+        port = free_port()
+        refused: list[str] = []
+
+        async def echo(conn: Connection) -> None:
+            while True:
+                await conn.write(await conn.read())
+
+        server = Server("dmr", echo, max_connections=1, on_refused=refused.append)
+        await server.start(parse_url(f"udp-listen://127.0.0.1:{port}"))
+        loop = asyncio.get_running_loop()
+        socks = []
+        for _ in range(2):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        first, second = socks
+        await loop.sock_sendto(first, b"one", ("127.0.0.1", port))
+        assert (await asyncio.wait_for(loop.sock_recvfrom(first, 100), 5))[0] == b"one"
+        tasks = len(asyncio.all_tasks())
+        for _ in range(3):
+            await loop.sock_sendto(second, b"over the cap", ("127.0.0.1", port))
+        async with asyncio.timeout(5):
+            while server.refused < 3:  # noqa: ASYNC110 - polls the server's counter
+                await asyncio.sleep(0.01)
+        assert refused == [f"127.0.0.1:{second.getsockname()[1]}"] * 3
+        assert server.connections == 1
+        assert len(asyncio.all_tasks()) == tasks  # reading a peer starts no task per datagram
+        await loop.sock_sendto(first, b"two", ("127.0.0.1", port))
+        assert (await asyncio.wait_for(loop.sock_recvfrom(first, 100), 5))[0] == b"two"
+        for sock in socks:
+            sock.close()
+        await server.close()
+
+    run_async(scenario())
+
+
+def test_connections_count_bytes_and_the_last_receipt() -> None:
+    async def scenario() -> None:
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        port = peer.getsockname()[1]
+        conn = await open_connection("dmr", parse_url(f"udp://127.0.0.1:{port}"), SerialSettings())
+        opened = conn.last_rx
+        await conn.write(b"ping")
+        loop = asyncio.get_running_loop()
+        _, addr = await asyncio.wait_for(loop.sock_recvfrom(peer, 100), 5)
+        await loop.sock_sendto(peer, b"pong!", addr)
+        assert await asyncio.wait_for(conn.read(), 5) == b"pong!"
+        assert (conn.rx_bytes, conn.tx_bytes) == (5, 4)
+        assert conn.last_rx > opened
+        await conn.close()
+        with pytest.raises(LinkError):
+            await conn.read()
+        peer.close()
+
+    run_async(scenario())

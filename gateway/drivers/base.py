@@ -19,6 +19,7 @@ from gateway.model import (
     TextOrder,
     UnitAnswer,
 )
+from gateway.sessions import Session, SessionRegistry
 from gateway.transport import Connection
 
 log = logging.getLogger(__name__)
@@ -120,3 +121,21 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def run(self, conn: Connection) -> None:
         """Serve ``conn``; return or raise :class:`~gateway.errors.LinkError` when it ends."""
+
+    sessions: SessionRegistry | None = None
+    """The dial-in sessions of a server link (``listen://``, ``udp-listen://``), set by its
+    :class:`~gateway.links.LinkSupervisor`; ``None`` on a client link."""
+
+    async def serve_session(self, conn: Connection, session: Session) -> None:
+        """Serve one peer of a server link; ``conn`` is ``session.connection``.
+
+        A driver that learns which device is talking calls ``session.bind(address)`` (it
+        raises :class:`~gateway.sessions.DeviceNotAllowed`, ending the session, for a device
+        the link does not accept) and reaches that device later through :meth:`session_for`.
+        The default serves the peer like a client link's connection: :meth:`run`.
+        """
+        await self.run(conn)
+
+    def session_for(self, address: str) -> Session | None:
+        """The live dial-in session of the device ``address`` on this link, or ``None``."""
+        return None if self.sessions is None else self.sessions.lookup(address)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gateway.config import LinkConfig
 from gateway.drivers.base import Driver, EventSink
 from gateway.model import DeviceRef, LinkCounters, Position, utc_now
+from gateway.sessions import Session
 from gateway.transport import Connection
 from protocols.nmea.fix import Fix, FixAssembler
 from protocols.nmea.framing import NmeaError, Rejected, SentenceSplitter
@@ -21,6 +22,15 @@ class NmeaDriver(Driver):
         self._assembler = FixAssembler()
 
     async def run(self, conn: Connection) -> None:
+        await self._read(conn, None)
+
+    async def serve_session(self, conn: Connection, session: Session) -> None:
+        """A receiver that dialled in (``listen://``, ``udp-listen://``) binds the link's one
+        device with its first good sentence: a receiver that redials replaces its old, maybe
+        half-open, connection at once."""
+        await self._read(conn, session)
+
+    async def _read(self, conn: Connection, session: Session | None) -> None:
         splitter = SentenceSplitter(
             max_line_bytes=self.link.option("max_line_bytes", int),
             require_checksum=self.link.option("require_checksum", bool),
@@ -38,6 +48,10 @@ class NmeaDriver(Driver):
                     continue
                 counters.frames += 1
                 heard = True
+                if session is not None:
+                    session.rx_frames += 1
+                    if session.address is None:
+                        session.bind("")  # NMEA: the link is the device
                 try:
                     message = parse(item)
                 except NmeaError as exc:
