@@ -35,7 +35,14 @@ sys.path.insert(0, str(ROOT))
 from gateway.channel import NORMAL, Channel  # noqa: E402
 from gateway.config import LinkConfig  # noqa: E402
 from gateway.drivers.aprs import DEFAULT_GAP_S, AprsDriver  # noqa: E402
-from gateway.model import DeviceRef, LinkCounters, Position, TextFromUnit, UnitAnswer  # noqa: E402
+from gateway.model import (  # noqa: E402
+    Alarm,
+    DeviceRef,
+    LinkCounters,
+    Position,
+    TextFromUnit,
+    UnitAnswer,
+)
 from protocols import ax25, kiss  # noqa: E402
 from protocols.aprs import encode_ack, encode_message, encode_mic_e, encode_position  # noqa: E402
 
@@ -56,6 +63,9 @@ class CountingSink:
         self.events += 1
 
     def answer(self, answer: UnitAnswer) -> None:
+        self.events += 1
+
+    def alarm(self, alarm: Alarm) -> None:
         self.events += 1
 
 

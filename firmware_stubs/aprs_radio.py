@@ -5,7 +5,9 @@ through the three position formats (uncompressed with a timestamp, compressed, M
 messages addressed to its callsign (normally, late, twice, never, or with a reject), and after a
 delay sends the person's reply (``收到`` by default; ``#12`` appended when the task text carries a
 ``#12`` reference), retried until acked like a real handheld. It answers the ``?APRSP`` query with
-a position, and counts what it received.
+a position, and counts what it received. Its emergency button (:meth:`AprsRadio.emergency`) sets
+the Mic-E message code to "Emergency" and beacons at once; while it lasts every beacon is a Mic-E
+Emergency, and resetting it beacons once more in Mic-E with the normal code.
 
 Where it talks KISS:
 
@@ -198,6 +200,9 @@ class AprsRadio:
         self._reply_acks: dict[tuple[str, str], asyncio.Event] = {}
         self.sessions = 0
         """KISS sessions started (a test waits for the first before sending)."""
+        self.in_emergency = False
+        """The emergency button is on: every beacon is a Mic-E "Emergency"."""
+        self._streams: list[ByteStream] = []
 
     # -- where it runs ---------------------------------------------------------------
 
@@ -256,6 +261,7 @@ class AprsRadio:
 
     async def _session(self, stream: ByteStream) -> None:
         self.sessions += 1
+        self._streams.append(stream)
         try:
             async with asyncio.TaskGroup() as tasks:
                 if self.beacon_interval_s is not None:
@@ -263,6 +269,15 @@ class AprsRadio:
                 await self._receive(stream, tasks)
         except* _SessionEnded:
             pass
+        finally:
+            self._streams.remove(stream)
+
+    async def emergency(self, on: bool = True) -> None:
+        """The person presses (``on``) or resets the emergency button: the radio beacons its
+        position in Mic-E at once, with the message code "Emergency" or back to normal."""
+        self.in_emergency = on
+        for stream in list(self._streams):
+            await self.beacon(stream, mic_e=True)
 
     # -- transmit --------------------------------------------------------------------
 
@@ -274,15 +289,19 @@ class AprsRadio:
             frame = ax25.Ax25Frame(dest_address, self.address, digis, info=info)
             await stream.write(kiss.encode_frame(ax25.encode(frame), self.kiss_port))
 
-    def position_frame(self, number: int, now: datetime | None = None) -> tuple[str, bytes]:
-        """``(destination, info)`` of beacon ``number``; the format rotates with the number."""
+    def position_frame(
+        self, number: int, now: datetime | None = None, *, mic_e: bool = False
+    ) -> tuple[str, bytes]:
+        """``(destination, info)`` of beacon ``number``; the format rotates with the number,
+        except that in an emergency (or with ``mic_e``) it is Mic-E, the format that says so."""
         here = self._points[number % len(self._points)]
         ahead = self._points[(number + 1) % len(self._points)]
         course = _bearing_deg(here, ahead)
         fmt = FORMATS[number % len(FORMATS)]
-        if fmt == "mic-e":
+        if fmt == "mic-e" or self.in_emergency or mic_e:
+            status = "Emergency" if self.in_emergency else "En Route"
             return encode_mic_e(
-                here[0], here[1], speed_kmh=self.speed_kmh, course_deg=course, status="En Route"
+                here[0], here[1], speed_kmh=self.speed_kmh, course_deg=course, status=status
             )
         stamp = (now or datetime.now(UTC)) if fmt == "uncompressed" else None
         info = encode_position(
@@ -296,8 +315,8 @@ class AprsRadio:
         )
         return TOCALL, info
 
-    async def beacon(self, stream: ByteStream) -> None:
-        dest, info = self.position_frame(self._beacon_no)
+    async def beacon(self, stream: ByteStream, *, mic_e: bool = False) -> None:
+        dest, info = self.position_frame(self._beacon_no, mic_e=mic_e)
         self._beacon_no += 1
         self.counts.beacons += 1
         await self._send(stream, info, dest)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway import __version__, jsonin, payloads, plausible
+from gateway.alarms import AlarmBook, AlarmNotRaised
 from gateway.channel import NORMAL
 from gateway.clock import clock_sync
 from gateway.config import Config, effective_config
@@ -29,6 +31,8 @@ from gateway.journal import MAX_HANDLING_ATTEMPTS, Journal, OutboxFull
 from gateway.links import LinkSupervisor
 from gateway.logs import RateLimitedLog
 from gateway.model import (
+    Alarm,
+    AlarmKind,
     Availability,
     Delivery,
     DeviceRef,
@@ -112,6 +116,12 @@ class Gateway:
         self.dispatcher = Dispatcher(
             config, self.journal, self.topics, emit=self._emit, senders=self._sender_for
         )
+        self.alarms = AlarmBook(
+            self.journal,
+            self.topics,
+            emit=self._emit_urgent,
+            publish_summary=self._publish_alarms,
+        )
         self._last_position: dict[str, bytes] = {}
         # Presence: unit -> (state, since, via, last heard on the monotonic clock)
         self._last_heard: dict[str, tuple[float, str, float]] = {}
@@ -183,6 +193,24 @@ class Gateway:
         if not self.dispatcher.on_answer(unit, answer):
             log.info("unit %s answered %s, and no task waits for that answer", unit, answer.stage)
 
+    def alarm(self, alarm: Alarm) -> None:
+        unit = self.units.admit(alarm.device)
+        if unit is None:
+            return
+        if not alarm.raised and not self.alarms.is_raised(unit, alarm.kind):
+            return  # "no alarm", as every Mic-E beacon says: nothing to clear
+        if alarm.position is not None:
+            # The same fix was checked (and counted) as a position already; keep what passed.
+            verdict = plausible.check(
+                alarm.position, utc_now(), max_fix_age_s=self.config.gateway.max_fix_age_s
+            )
+            if verdict.position is not alarm.position:
+                alarm = dataclasses.replace(alarm, position=verdict.position)
+        try:
+            self.alarms.on_alarm(unit, alarm)
+        except OutboxFull as exc:
+            log.error("alarm lost: unit %s %s: %s", unit, alarm.kind.value, exc)  # noqa: TRY400 - the cause is stated
+
     # -- state published as retained topics ------------------------------------
 
     def _offline_after(self, link: str) -> float:
@@ -205,6 +233,13 @@ class Gateway:
         self.bridge.set_retained(
             self.topics.link_state(status.link), payloads.link_state(status), qos=1
         )
+
+    def _emit_urgent(self, topic: str, payload: bytes) -> None:
+        """An alarm: ahead of everything else; OutboxFull reaches the caller (the book)."""
+        self.bridge.emit(topic, payload, urgent=True)
+
+    def _publish_alarms(self, payload: bytes) -> None:
+        self.bridge.set_retained(self.topics.alarms, payload, qos=1)
 
     def _emit(self, topic: str, payload: bytes) -> None:
         try:
@@ -243,6 +278,11 @@ class Gateway:
                 "responses_dropped": self.bridge.responses_dropped,
                 "requests_in_flight": len(self._requests_in_flight),
                 "coalesced": self.bridge.coalesced,
+            },
+            "alarms": {
+                "raised": self.alarms.raised,
+                "repeats": self.alarms.repeats,
+                "overflow": self.alarms.overflow,
             },
             "units": {
                 "configured": len(self.config.units),
@@ -283,8 +323,7 @@ class Gateway:
 
     def _handle_inbound(self, message: InboundMessage) -> None:
         topic = message.topic
-        if not message.seq:  # refused by the bridge (oversize): answer, nothing else
-            self.inbound_rejected += 1
+        if not message.seq:  # refused (and counted) by the bridge: oversize; answer only
             why = f"payload of {len(message.payload)} bytes is over mqtt.max_inbound_bytes"
             if topic in (self.topics.dispatch, self.topics.cancel):
                 # Name the task if its id can be read from the first bytes, so the sender
@@ -467,7 +506,27 @@ class Gateway:
             "poll_location": self._req_poll_location,
             "send_text": self._req_send_text,
             "report_stage": self._req_report_stage,
+            "alarms": self._req_alarms,
+            "clear_alarm": self._req_clear_alarm,
         }
+
+    async def _req_alarms(self, request: dict[str, Any]) -> object:
+        del request
+        return {"alarms": self.alarms.active()}
+
+    async def _req_clear_alarm(self, request: dict[str, Any]) -> object:
+        unit = request.get("unit")
+        if not isinstance(unit, str) or not (
+            self.dispatcher.known_unit(unit) or self.alarms.has_unit(unit)
+        ):
+            raise RequestError("unit must name a configured unit or one with an alarm raised")
+        kind = request.get("kind")
+        if not isinstance(kind, str) or kind not in {k.value for k in AlarmKind}:
+            raise RequestError(f"kind must be one of {', '.join(k.value for k in AlarmKind)}")
+        try:
+            return self.alarms.clear(unit, AlarmKind(kind))
+        except AlarmNotRaised as exc:
+            raise RequestError(str(exc)) from None
 
     async def _req_report_stage(self, request: dict[str, Any]) -> object:
         try:
@@ -620,6 +679,7 @@ class Gateway:
 
     async def run(self) -> None:
         self.bridge.set_retained(self.topics.info, payloads.dumps(self.info()), qos=1)
+        self.alarms.start()  # the raised set from the journal, and its retained summary
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tasks["mqtt"] = tg.create_task(self.bridge.run(), name="mqtt")

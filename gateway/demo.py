@@ -6,9 +6,12 @@ u-blox on TCP) in two patrol cars; four APRS walkie-talkies on a simulated 1200 
 channel behind a KISS TCP port; and the gateway with a config written for them. A
 scripted dispatcher then sends tasks of each priority: 张伟 accepts and walks to the
 scene, 李娜 declines, 王强's first radio never answers (his second one gets the task,
-nobody replies, and the acknowledge deadline is escalated). The demo prints what the
-gateway publishes as it happens, unplugs the BeiDou receiver once on the way, prints
-the SLA table at the end, and exits 0 after ``duration_s`` or on Ctrl-C.
+nobody replies, and the acknowledge deadline is escalated). Later 李娜 presses her
+radio's emergency button: the gateway raises an ``emergency`` alarm from its Mic-E
+beacon, the scripted centre calls her back and clears it with the ``clear_alarm``
+request, and she resets her radio. The demo prints what the gateway publishes as it
+happens, unplugs the BeiDou receiver once on the way, prints the SLA table (alarms
+included) at the end, and exits 0 after ``duration_s`` or on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ INCIDENT = (31.2318, 121.4752)
 ROUTE_WEST = ((31.2290, 121.4620), (31.2310, 121.4650), (31.2285, 121.4690), (31.2265, 121.4655))
 # 张伟 walks from a side street to the incident and back.
 ROUTE_ZHANG = ((31.2335, 121.4770), INCIDENT)
+EMERGENCY_AT_S = 6.0
+"""When 李娜 presses her radio's emergency button, in seconds after the demo starts."""
+CENTRE_CLEARS_AFTER_S = 2.0
+"""How long the centre takes to call back and clear an alarm."""
+RADIO_RESET_AFTER_S = 5.0
+"""How long after the emergency 李娜 resets her radio."""
 
 
 def demo_config(
@@ -126,6 +135,7 @@ class Printer:
         self.t0 = time.monotonic()
         self.positions = 0
         self.stages = 0
+        self.alarms = 0
 
     def line(self, what: str, text: str) -> None:
         print(f"{time.monotonic() - self.t0:6.1f}s  {what:<15} {text}", flush=True)
@@ -147,6 +157,11 @@ class Printer:
             self.line(f"unit {parts[1]}", f"{body['state']} via {body['via']}")
         elif parts[0] == "units" and parts[-1] == "message":
             self.line(f"unit {parts[1]}", f"says {body['text']!r}")
+        elif parts[0] == "units" and parts[-1] == "alarm":
+            self._alarm(parts[1], body)
+        elif parts == ["alarms"]:
+            raised = [f"{a['unit']} {a['kind']}" for a in body.get("alarms", [])]
+            self.line("alarms", f"raised now: {', '.join(raised)}" if raised else "none raised")
         elif parts[0] == "tasks" and parts[-1] == "events":
             self._stage(body)
         elif parts == ["health"]:
@@ -165,6 +180,18 @@ class Printer:
             + (f"  {speed:5.1f} km/h" if speed is not None else "")
             + (f"  {body['satellites']} sats" if "satellites" in body else "")
             + f"  via {body['link']} ({body['source']})",
+        )
+
+    def _alarm(self, unit: str, body: dict[str, Any]) -> None:
+        self.alarms += 1
+        if body["state"] == "raised":
+            where = body.get("position")
+            at = f" at {where['lat']:.6f}, {where['lon']:.6f}" if where else ""
+            self.line(f"unit {unit}", f"ALARM {body['kind']} raised{at} by {body['device']}")
+            return
+        self.line(
+            f"unit {unit}",
+            f"alarm {body['kind']} cleared by the {body.get('cleared_by', 'device')}",
         )
 
     def _stage(self, body: dict[str, Any]) -> None:
@@ -188,19 +215,47 @@ async def _watch(host: str, port: int, printer: Printer) -> None:
 
 
 async def _dispatcher(host: str, port: int, printer: Printer) -> None:
-    """The command centre: sends the scripted tasks over MQTT, as a dispatch server would."""
+    """The command centre: sends the scripted tasks over MQTT, as a dispatch server would,
+    and handles each alarm raised: calls the unit back, then clears it (``clear_alarm``)."""
+    root = f"{BASE_TOPIC}/{GATEWAY_ID}"
     async with aiomqtt.Client(
         host, port, identifier="fieldlink-demo-centre", protocol=aiomqtt.ProtocolVersion.V5
     ) as client:
-        start = time.monotonic()
-        for at, task in scripted_tasks():
-            await asyncio.sleep(max(0.0, start + at - time.monotonic()))
-            task["created_at"] = rfc3339(utc_now())
-            printer.line(
-                "centre", f"dispatches {task['task_id']} ({task['priority']}) to {task['units'][0]}"
-            )
-            payload = json.dumps(task, ensure_ascii=False).encode()
-            await client.publish(f"{BASE_TOPIC}/{GATEWAY_ID}/tasks/dispatch", payload, qos=1)
+        await client.subscribe(f"{root}/units/+/alarm", qos=1)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(_send_tasks(client, printer))
+            async for message in client.messages:
+                alarm = json.loads(message.payload)
+                if alarm.get("state") != "raised":
+                    continue
+                await asyncio.sleep(CENTRE_CLEARS_AFTER_S)
+                printer.line(
+                    "centre", f"called {alarm['unit']} back; clears the {alarm['kind']} alarm"
+                )
+                request = {"unit": alarm["unit"], "kind": alarm["kind"]}
+                await client.publish(f"{root}/request/clear_alarm", json.dumps(request), qos=1)
+
+
+async def _send_tasks(client: aiomqtt.Client, printer: Printer) -> None:
+    start = time.monotonic()
+    for at, task in scripted_tasks():
+        await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+        task["created_at"] = rfc3339(utc_now())
+        printer.line(
+            "centre", f"dispatches {task['task_id']} ({task['priority']}) to {task['units'][0]}"
+        )
+        payload = json.dumps(task, ensure_ascii=False).encode()
+        await client.publish(f"{BASE_TOPIC}/{GATEWAY_ID}/tasks/dispatch", payload, qos=1)
+
+
+async def _emergency(radio: AprsRadio, name: str, printer: Printer) -> None:
+    """A person presses the radio's emergency button, and resets it once called back."""
+    await asyncio.sleep(EMERGENCY_AT_S)
+    printer.line("demo", f"{name} presses her radio's emergency button")
+    await radio.emergency()
+    await asyncio.sleep(RADIO_RESET_AFTER_S)
+    printer.line("demo", f"{name} resets her radio's emergency")
+    await radio.emergency(on=False)
 
 
 def _sla_table(config: Config) -> str:
@@ -230,7 +285,8 @@ async def run_demo(duration_s: float = 30.0, broker: str = "auto") -> int:
                 tg.create_task(_watch(broker_.host, broker_.port, printer)),
                 tg.create_task(net.serve(on_ready=lambda h, p: kiss_ready.set_result(p))),
             ]
-            for radio in walkie_talkies():
+            radios = walkie_talkies()
+            for radio in radios:
                 background.append(tg.create_task(radio.run(net.attach(radio.callsign))))
             kiss_port = await asyncio.wait_for(kiss_ready, 5)
             config = parse_config(
@@ -253,6 +309,8 @@ async def run_demo(duration_s: float = 30.0, broker: str = "auto") -> int:
             await asyncio.sleep(0.3)  # the viewer subscribes before the gateway speaks
             gateway_task = tg.create_task(gateway.run())
             background.append(tg.create_task(_dispatcher(broker_.host, broker_.port, printer)))
+            li_na = next(r for r in radios if r.callsign == "BH4LN-7")
+            background.append(tg.create_task(_emergency(li_na, "李娜", printer)))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), duration_s * 0.3)
             if not stop.is_set():
@@ -267,7 +325,11 @@ async def run_demo(duration_s: float = 30.0, broker: str = "auto") -> int:
             stubs_stop.set()
             for task in background:
                 task.cancel()
-        printer.line("demo", f"done: {printer.positions} positions, {printer.stages} task stages")
+        printer.line(
+            "demo",
+            f"done: {printer.positions} positions, {printer.stages} task stages,"
+            f" {printer.alarms} alarm events",
+        )
         print("\nSLA report from the journal (fieldlink sla):\n", flush=True)
         print(_sla_table(config), flush=True)
     sys.stdout.flush()

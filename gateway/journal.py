@@ -9,6 +9,9 @@ Reliability rules it implements:
 
 * An event is appended to the outbox (committed) before anything else happens
   with it; the MQTT layer deletes the row only after the broker acknowledged it.
+* Urgent events (alarms) are marked ``urgent``: the MQTT layer publishes them ahead
+  of the rest (in order among themselves), and they may exceed the outbox's row cap by
+  :data:`URGENT_HEADROOM_ROWS`, so a full outbox does not refuse an alarm.
 * An inbound message is committed before the broker gets its PUBACK, counted as one
   handling attempt, and deleted once it is handled (the task tables keep what matters).
 * A message whose handling never finished (the process died in it) is handled again at
@@ -29,11 +32,15 @@ import sqlite_utils
 from gateway.errors import FieldlinkError
 from gateway.model import rfc3339, utc_now
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_HANDLING_ATTEMPTS = 2
 """Starts of an inbound message's handling before it is quarantined instead."""
 QUARANTINE_MAX_ROWS = 1000
 """Quarantined messages kept for inspection; the oldest go first."""
+URGENT_HEADROOM_ROWS = 10_000
+"""Urgent rows the outbox takes beyond ``outbox_max_rows``: an alarm is not refused because
+a long broker outage filled the outbox with task events (alarms are deduplicated per raise,
+so this is room for thousands of raises)."""
 
 
 class JournalError(FieldlinkError):
@@ -51,6 +58,7 @@ class OutboxRow:
     payload: bytes
     qos: int
     retain: bool
+    urgent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,7 @@ class Journal:
         self._outbox_max_rows = outbox_max_rows
         self._ensure_schema()
         self._outbox_depth = self._count("outbox")
+        self._urgent_depth = self._count_urgent()
         self.quarantined = self._count("quarantine")
 
     @classmethod
@@ -106,7 +115,8 @@ class Journal:
                 payload BLOB NOT NULL,
                 qos INTEGER NOT NULL,
                 retain INTEGER NOT NULL,
-                created_at TEXT NOT NULL
+                created_at TEXT NOT NULL,
+                urgent INTEGER NOT NULL DEFAULT 0
             );
             CREATE TABLE IF NOT EXISTS inbound (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -132,6 +142,13 @@ class Journal:
         columns = {r[1] for r in self._conn.execute("PRAGMA table_info(inbound)")}
         if "attempts" not in columns:
             self._conn.execute("ALTER TABLE inbound ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1")
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(outbox)")}
+        if "urgent" not in columns:  # journals written before the urgent lane
+            self._conn.execute("ALTER TABLE outbox ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0")
+        # The urgent lane's rows, found without scanning the (possibly long) normal backlog.
+        self._conn.execute(
+            "CREATE INDEX IF NOT EXISTS outbox_urgent ON outbox (seq) WHERE urgent = 1"
+        )
         # Journals written before handled rows were deleted: drop them now.
         self._conn.execute("DELETE FROM inbound WHERE handled = 1")
         self._db.table("meta").upsert(
@@ -140,6 +157,10 @@ class Journal:
 
     def _count(self, table: str) -> int:
         row = self._conn.execute(f"SELECT count(*) FROM [{table}]").fetchone()  # noqa: S608 - fixed names
+        return int(row[0])
+
+    def _count_urgent(self) -> int:
+        row = self._conn.execute("SELECT count(*) FROM outbox WHERE urgent = 1").fetchone()
         return int(row[0])
 
     @contextlib.contextmanager
@@ -158,6 +179,7 @@ class Journal:
         except BaseException:
             self._conn.execute("ROLLBACK")
             self._outbox_depth = self._count("outbox")
+            self._urgent_depth = self._count_urgent()
             raise
         self._conn.execute("COMMIT")
 
@@ -167,26 +189,51 @@ class Journal:
     def outbox_depth(self) -> int:
         return self._outbox_depth
 
-    def append(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
-        """Commit one event to the outbox and return its sequence number."""
-        if self._outbox_depth >= self._outbox_max_rows:
+    @property
+    def urgent_depth(self) -> int:
+        """Urgent rows in the outbox (published or not), a part of :attr:`outbox_depth`."""
+        return self._urgent_depth
+
+    def append(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        urgent: bool = False,
+    ) -> int:
+        """Commit one event to the outbox and return its sequence number.
+
+        ``urgent`` rows (alarms) are published ahead of every other row; they may exceed
+        the row cap by :data:`URGENT_HEADROOM_ROWS`.
+        """
+        cap = self._outbox_max_rows + (URGENT_HEADROOM_ROWS if urgent else 0)
+        if self._outbox_depth >= cap:
             raise OutboxFull(f"outbox holds {self._outbox_depth} rows; {topic} not stored")
         cur = self._conn.execute(
-            "INSERT INTO outbox (topic, payload, qos, retain, created_at) VALUES (?, ?, ?, ?, ?)",
-            (topic, payload, qos, int(retain), rfc3339(utc_now())),
+            "INSERT INTO outbox (topic, payload, qos, retain, created_at, urgent)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (topic, payload, qos, int(retain), rfc3339(utc_now()), int(urgent)),
         )
         self._outbox_depth += 1
+        if urgent:
+            self._urgent_depth += 1
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    def pending(self, after_seq: int = 0, limit: int = 100) -> list[OutboxRow]:
-        """Outbox rows in order, starting after ``after_seq``."""
+    def pending(
+        self, after_seq: int = 0, limit: int = 100, *, urgent: bool | None = None
+    ) -> list[OutboxRow]:
+        """Outbox rows in order, starting after ``after_seq``: all of them, or only the
+        urgent (``urgent=True``) or only the others (``urgent=False``)."""
+        where = "seq > ?" if urgent is None else f"seq > ? AND urgent = {int(urgent)}"
         rows = self._conn.execute(
-            "SELECT seq, topic, payload, qos, retain FROM outbox"
-            " WHERE seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT seq, topic, payload, qos, retain, urgent FROM outbox"  # noqa: S608 - fixed text
+            f" WHERE {where} ORDER BY seq LIMIT ?",
             (after_seq, limit),
         ).fetchall()
-        return [OutboxRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows]
+        return [OutboxRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), bool(r[5])) for r in rows]
 
     def acknowledge(self, seqs: Iterable[int]) -> None:
         """Delete rows the broker has acknowledged."""
@@ -197,6 +244,8 @@ class Journal:
             self._conn.execute("BEGIN")
             self._conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seq_list])
         self._outbox_depth = self._count("outbox")
+        if self._urgent_depth:
+            self._urgent_depth = self._count_urgent()
 
     # -- inbound ---------------------------------------------------------------
 

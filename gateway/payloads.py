@@ -46,13 +46,50 @@ def position(pos: Position) -> bytes:
     if pos.speed_kmh is not None:
         parts.append(f',"speed_kmh":{pos.speed_kmh:.2f}')
     if pos.course_deg is not None:
-        parts.append(f',"course_deg":{pos.course_deg:.1f}')
+        course = round(pos.course_deg, 1)
+        parts.append(f',"course_deg":{0.0 if course >= 360.0 else course:.1f}')
     if pos.satellites is not None:
         parts.append(f',"satellites":{pos.satellites:d}')
     if pos.hdop is not None:
-        parts.append(f',"hdop":{pos.hdop:.2f}')
+        parts.append(f',"hdop":{max(pos.hdop, 0.01):.2f}')  # a DOP is never 0
     parts.append(
         f',"fix_time":"{rfc3339(pos.fix_time)}","received_at":"{rfc3339(pos.received_at)}"'
         f',"source":"{pos.source}","link":"{pos.device.link}"}}'
     )
     return "".join(parts).encode()
+
+
+def alarm(
+    *,
+    unit: str,
+    kind: str,
+    state: str,
+    at: str,
+    link: str,
+    device: str,
+    position: str | None = None,
+    detail: str | None = None,
+    **extra: str,
+) -> dict[str, Any]:
+    """An alarm event (SPEC section 5) as a JSON object: ``position`` is the position
+    payload's JSON text (as the journal keeps it), ``extra`` adds keys (``raised_at``,
+    ``cleared_by`` on a clear)."""
+    body: dict[str, Any] = {
+        "unit": unit,
+        "kind": kind,
+        "state": state,
+        "at": at,
+        "link": link,
+        "device": device,
+    }
+    if position is not None:
+        body["position"] = json.loads(position)
+    if detail is not None:
+        body["detail"] = detail
+    body.update(extra)
+    return body
+
+
+def alarms_summary(raised: list[dict[str, Any]]) -> bytes:
+    """The retained ``alarms`` topic: every alarm now raised, oldest first."""
+    return dumps({"alarms": raised})

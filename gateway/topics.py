@@ -38,6 +38,15 @@ class Topics:
     def message(self, unit: str) -> str:
         return f"{self.root}/units/{unit}/message"
 
+    def alarm(self, unit: str) -> str:
+        """Each raise and clear of an alarm of the unit's devices (QoS 1, not retained)."""
+        return f"{self.root}/units/{unit}/alarm"
+
+    @property
+    def alarms(self) -> str:
+        """Every alarm now raised, ``{"alarms": [...]}`` (QoS 1, retained)."""
+        return f"{self.root}/alarms"
+
     @property
     def dispatch(self) -> str:
         return f"{self.root}/tasks/dispatch"

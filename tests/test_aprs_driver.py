@@ -26,6 +26,8 @@ from gateway.drivers.aprs import AprsDriver, MessageNumbers, TtlCache
 from gateway.drivers.base import TextSender
 from gateway.errors import LinkError
 from gateway.model import (
+    Alarm,
+    AlarmKind,
     Delivery,
     DeliveryReport,
     DeviceRef,
@@ -44,6 +46,7 @@ from protocols.aprs import (
     decode_frame,
     encode_ack,
     encode_message,
+    encode_mic_e,
     encode_position,
 )
 from tests.support import run_async
@@ -63,6 +66,7 @@ class RecordingSink:
         self.positions: list[Position] = []
         self.texts: list[TextFromUnit] = []
         self.answers: list[UnitAnswer] = []
+        self.alarms: list[Alarm] = []
 
     def heard(self, device: DeviceRef) -> None:
         self.heard_log.append(device)
@@ -75,6 +79,9 @@ class RecordingSink:
 
     def answer(self, answer: UnitAnswer) -> None:
         self.answers.append(answer)
+
+    def alarm(self, alarm: Alarm) -> None:
+        self.alarms.append(alarm)
 
 
 async def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
@@ -235,6 +242,93 @@ def test_positions_in_all_three_formats_arrive() -> None:
         assert stamped.received_at - stamped.fix_time < timedelta(minutes=1, seconds=5)
         # Compressed and Mic-E have no timestamp: the fix time is when it was received.
         assert first_three[1].fix_time == first_three[1].received_at
+
+    run_async(scenario())
+
+
+# -- Mic-E emergency -----------------------------------------------------------------------
+
+
+class OrderSink(RecordingSink):
+    """Also keeps the order of positions and alarms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[str] = []
+
+    def position(self, position: Position) -> None:
+        super().position(position)
+        self.order.append("position")
+
+    def alarm(self, alarm: Alarm) -> None:
+        super().alarm(alarm)
+        self.order.append("alarm")
+
+
+def kiss_item(info: bytes, dest: str = "APRS", source: str = RADIO) -> kiss.KissFrame:
+    frame = ax25.Ax25Frame(ax25.parse_address(dest), ax25.parse_address(source), info=info)
+    (item,) = kiss.KissDecoder().feed(kiss.encode_frame(ax25.encode(frame)))
+    assert isinstance(item, kiss.KissFrame)
+    return item
+
+
+def mic_e_item(lat: float, lon: float, status: str, source: str = RADIO) -> kiss.KissFrame:
+    dest, info = encode_mic_e(lat, lon, speed_kmh=10, course_deg=90, status=status)
+    return kiss_item(info, dest, source)
+
+
+def test_mic_e_emergency_raises_with_the_position_and_a_normal_mic_e_clears() -> None:
+    sink = OrderSink()
+    driver = AprsDriver(aprs_link("tcp://127.0.0.1:1"), sink, LinkCounters())
+    driver.handle_kiss_frame(mic_e_item(31.2304, 121.4737, "Emergency"))
+    assert sink.order == ["position", "alarm"]  # the fix first, then the alarm it came with
+    (raised,) = sink.alarms
+    assert raised.device == DeviceRef("vhf", RADIO)
+    assert (raised.kind, raised.raised) == (AlarmKind.EMERGENCY, True)
+    assert raised.position is sink.positions[0]
+    assert raised.at == sink.positions[0].received_at
+    # Repeats are reported (the gateway dedupes per raise), copies of one frame are not.
+    driver.handle_kiss_frame(mic_e_item(31.2304, 121.4737, "Emergency"))
+    driver.handle_kiss_frame(mic_e_item(31.2310, 121.4737, "Emergency"))
+    assert [a.raised for a in sink.alarms] == [True, True]
+    # Another station's normal Mic-E speaks for that station only.
+    driver.handle_kiss_frame(mic_e_item(31.2, 121.4, "En Route", source="BG5OTH-7"))
+    assert sink.alarms[-1].device == DeviceRef("vhf", "BG5OTH-7")
+    assert not sink.alarms[-1].raised
+    driver.handle_kiss_frame(mic_e_item(31.2320, 121.4737, "Off Duty"))
+    cleared = sink.alarms[-1]
+    assert (cleared.device, cleared.kind, cleared.raised) == (
+        DeviceRef("vhf", RADIO),
+        AlarmKind.EMERGENCY,
+        False,
+    )
+    assert cleared.position is sink.positions[-1]
+
+
+def test_positions_without_a_message_code_say_nothing_about_alarms() -> None:
+    sink = RecordingSink()
+    driver = AprsDriver(aprs_link("tcp://127.0.0.1:1"), sink, LinkCounters())
+    driver.handle_kiss_frame(kiss_item(encode_position(31.2, 121.5)))
+    driver.handle_kiss_frame(kiss_item(encode_position(31.3, 121.5, compressed=True)))
+    driver.handle_kiss_frame(kiss_item(encode_position(31.4, 121.5, comment="Emergency")))
+    assert len(sink.positions) == 3
+    assert sink.alarms == []
+
+
+def test_the_radio_emergency_button_over_kiss() -> None:
+    async def scenario() -> None:
+        radio = quiet_radio()
+        async with radio_link(radio) as s:
+            await wait_for(lambda: radio.sessions == 1, "the radio's session")
+            await radio.emergency()
+            await wait_for(lambda: len(s.sink.alarms) == 1, "the emergency")
+            await radio.emergency(on=False)
+            await wait_for(lambda: len(s.sink.alarms) == 2, "the reset")
+        raised, cleared = s.sink.alarms
+        assert (raised.kind, raised.raised, cleared.raised) == (AlarmKind.EMERGENCY, True, False)
+        assert raised.position is not None
+        check_position(raised.position)
+        assert len(s.sink.positions) == 2
 
     run_async(scenario())
 

@@ -39,8 +39,11 @@ Decisions (``../shared/notes/kiss-ax25-aprs.md`` for the protocol facts):
 * **Status reports** (``>...``) mark the station heard and nothing else: they are a device's
   beacon text (battery, software), not a person's message. Bulletins, objects and other data
   types likewise.
-* **Mic-E emergency** (message bits 000) is logged as a warning; the event model has no emergency
-  event yet.
+* **Mic-E emergency** (message bits 000): the position is reported, then an ``emergency``
+  :class:`~gateway.model.Alarm` raised with it. Every Mic-E position states the station's message
+  code, so one that is not Emergency reports the alarm cleared (the gateway ignores clears of
+  alarms that are not raised, and publishes one ``raised`` per raise however often a radio
+  repeats it). Uncompressed and compressed positions carry no such code and say nothing.
 * **poll_location** sends the APRS directed query ``?APRSP`` as an unnumbered message to the
   station (APRS101 ch.15); stations that implement queries answer with a position report.
 * **Voice**: APRS cannot carry speech; a ``voice`` order is sent as text.
@@ -67,6 +70,8 @@ from gateway.config import LinkConfig, normalise_address
 from gateway.drivers.base import Driver, EventSink, OnTransmitted
 from gateway.errors import LinkError
 from gateway.model import (
+    Alarm,
+    AlarmKind,
     Delivery,
     DeliveryReport,
     DeviceRef,
@@ -356,22 +361,24 @@ class AprsDriver(Driver):
         fix_time = received
         if packet.timestamp is not None and packet.timestamp.tzinfo is not None:
             fix_time = min(packet.timestamp.astimezone(UTC), received)  # never in the future
-        if packet.emergency:
-            log.warning("%s: %s reports an EMERGENCY (Mic-E)", self.link.name, station)
         self.counters.positions += 1
-        self.sink.position(
-            Position(
-                device=DeviceRef(self.link.name, station),
-                lat=packet.lat,
-                lon=packet.lon,
-                fix_time=fix_time,
-                received_at=received,
-                source="aprs",
-                alt_m=packet.alt_m,
-                speed_kmh=packet.speed_kmh,
-                course_deg=float(packet.course_deg) if packet.course_deg is not None else None,
-            )
+        device = DeviceRef(self.link.name, station)
+        position = Position(
+            device=device,
+            lat=packet.lat,
+            lon=packet.lon,
+            fix_time=fix_time,
+            received_at=received,
+            source="aprs",
+            alt_m=packet.alt_m,
+            speed_kmh=packet.speed_kmh,
+            course_deg=float(packet.course_deg) if packet.course_deg is not None else None,
         )
+        self.sink.position(position)
+        if packet.format == "mic-e":  # its message code: Emergency raises, any other clears
+            self.sink.alarm(
+                Alarm(device, AlarmKind.EMERGENCY, packet.emergency, received, position=position)
+            )
 
     def _on_message(self, station: str, message: AprsMessage, now: float) -> list[bytes]:
         if message.reply_ack:  # {MM}AA: the station acks our message AA in passing
