@@ -18,6 +18,7 @@ Where it talks KISS:
   connects to the radio directly, as if the radio were the TNC (no audio, no airtime).
 
 Variants for tests: ``ack`` (``normal``/``late``/``twice``/``never``/``reject``),
+``reply_once_per_text`` (the person answers a text they have seen before only once),
 ``reply_copies`` (send the reply this many times even when acked: crossing acks),
 ``echo_copies`` (every frame also arrives as copies "heard through" digipeaters ``DIGI1*``,
 ``DIGI2*``...), ``digipeat`` (repeat the peer's frames whose next hop is ``WIDEn-N``, marked used:
@@ -160,6 +161,7 @@ class AprsRadio:
         reply_delay_s: float = 1.0,
         reply_retry_intervals_s: Sequence[float] = (30.0, 60.0, 120.0),
         reply_copies: int = 1,
+        reply_once_per_text: bool = False,
         echo_ref: bool = True,
         echo_copies: int = 1,
         digipeat: bool = False,
@@ -184,6 +186,8 @@ class AprsRadio:
         self.reply_delay_s = reply_delay_s
         self.reply_retry_intervals_s = tuple(reply_retry_intervals_s)
         self.reply_copies = reply_copies
+        self.reply_once_per_text = reply_once_per_text
+        self._answered: set[tuple[str, str]] = set()
         self.echo_ref = echo_ref
         self.echo_copies = echo_copies
         self.digipeat = digipeat
@@ -398,6 +402,12 @@ class AprsRadio:
         self._seen.add(key)
         self.counts.unique_messages += 1
         self.received.append((sender, message.text))
+        if self.reply_once_per_text:
+            # A person who gets the same text again (the gateway sent it once more after a
+            # restart) has answered it already.
+            if (sender, message.text) in self._answered:
+                return
+            self._answered.add((sender, message.text))
         if self.reply is not None:
             text = self.reply
             ref = _REF_RE.search(message.text)
