@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.channel import NORMAL, Channel  # noqa: E402
 from gateway.config import LinkConfig  # noqa: E402
-from gateway.drivers.aprs import DEFAULT_GAP_S, AprsDriver  # noqa: E402
+from gateway.drivers.aprs.driver import DEFAULT_GAP_S, AprsDriver  # noqa: E402
 from gateway.model import (  # noqa: E402
     Alarm,
     DeviceRef,

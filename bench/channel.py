@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.channel import Channel, afsk1200_airtime_s  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
 from gateway.dispatch import Dispatcher  # noqa: E402
+from gateway.drivers.spec import Capabilities  # noqa: E402
 from gateway.journal import Journal  # noqa: E402
 from gateway.model import Delivery, DeliveryReport, TextOrder, rfc3339, utc_now  # noqa: E402
 from gateway.topics import Topics  # noqa: E402
@@ -40,6 +41,8 @@ URGENT_TASKS = 10
 
 class ChannelRadio:
     """A TextSender on a simulated half-duplex channel: a frame per text, confirmed on air."""
+
+    capabilities = Capabilities(text=True)
 
     def __init__(self, speedup: float) -> None:
         self.on_air: list[tuple[float, str]] = []

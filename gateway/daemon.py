@@ -24,8 +24,8 @@ from gateway.channel import NORMAL
 from gateway.clock import clock_sync
 from gateway.config import Config, effective_config
 from gateway.dispatch import Dispatcher, StageRefused, text_problem
-from gateway.drivers import DRIVERS
 from gateway.drivers.base import TextSender, hex_dump
+from gateway.drivers.registry import PROTOCOLS, not_built_message
 from gateway.errors import ConfigError, FieldlinkError
 from gateway.journal import MAX_HANDLING_ATTEMPTS, Journal, OutboxFull
 from gateway.links import LinkSupervisor
@@ -48,6 +48,7 @@ from gateway.model import (
 )
 from gateway.mqtt import InboundMessage, MqttBridge
 from gateway.replies import distance_m
+from gateway.sessions import Session, allowed_addresses
 from gateway.systemd import Notifier
 from gateway.topics import Topics
 from gateway.units import UnitDirectory
@@ -55,7 +56,6 @@ from gateway.units import UnitDirectory
 log = logging.getLogger(__name__)
 
 PRESENCE_CHECK_INTERVAL_S = 1.0
-DEFAULT_OFFLINE_AFTER_S = {"nmea": 30.0}
 FALLBACK_OFFLINE_AFTER_S = 1800.0
 
 
@@ -89,17 +89,20 @@ class Gateway:
         for index, link in enumerate(config.links):
             if not link.enabled:
                 continue
-            driver_class = DRIVERS.get(link.protocol)
-            if driver_class is None:
-                raise ConfigError(
-                    f"links[{index}].protocol",
-                    f"{link.protocol} links are not supported by fieldlink {__version__} yet"
-                    f" (supported: {', '.join(sorted(DRIVERS))})",
-                )
+            spec = PROTOCOLS.get(link.protocol)
+            if spec is None or not spec.built:
+                raise ConfigError(f"links[{index}].protocol", not_built_message(link.protocol))
             counters = LinkCounters()
             self.counters[link.name] = counters
-            driver = driver_class(link, self, counters)
-            self.supervisors.append(LinkSupervisor(link, driver, counters, self._link_status))
+            driver = spec.driver_class()(link, self, counters)
+            supervisor = LinkSupervisor(
+                link, driver, counters, self._link_status,
+                allowed=allowed_addresses(link, config.units),
+            )  # fmt: skip
+            if supervisor.sessions is not None:
+                supervisor.sessions.on_bind = self._session_bound
+                supervisor.sessions.on_unbind = self._session_gone
+            self.supervisors.append(supervisor)
         self.journal = Journal.open(
             config.gateway.data_dir / "journal.sqlite",
             outbox_max_rows=config.mqtt.outbox_max_rows,
@@ -213,13 +216,27 @@ class Gateway:
 
     # -- state published as retained topics ------------------------------------
 
+    def _session_bound(self, session: Session) -> None:
+        """A device dialled in and said who it is: it is online, via its link."""
+        if session.address is not None:
+            self.heard(DeviceRef(session.link, session.address))
+
+    def _session_gone(self, session: Session, reason: str) -> None:
+        """A dialled-in device's last session closed: offline now, not after a silence."""
+        if session.address is None:
+            return
+        unit = self.units.admit(DeviceRef(session.link, session.address))
+        if unit is not None and self._availability.get(unit) is Availability.ONLINE:
+            log.info("unit %s: its session on %s closed (%s)", unit, session.link, reason)
+            self._set_availability(unit, Availability.OFFLINE, session.link)
+
     def _offline_after(self, link: str) -> float:
         cfg = self.units.link(link)
         value = cfg.options.get("offline_after_s") if cfg else None
         if isinstance(value, int | float):
             return float(value)
-        protocol = cfg.protocol if cfg else ""
-        return DEFAULT_OFFLINE_AFTER_S.get(protocol, FALLBACK_OFFLINE_AFTER_S)
+        spec = PROTOCOLS.get(cfg.protocol) if cfg else None
+        return spec.offline_after_s if spec is not None else FALLBACK_OFFLINE_AFTER_S
 
     def _set_availability(self, unit: str, state: Availability, via: str) -> None:
         self._availability[unit] = state
@@ -300,6 +317,7 @@ class Gateway:
                     "rejected_by_reason": dict(s.counters.rejected_by_reason),
                     "implausible": dict(s.counters.implausible),
                     "reconnects": s.counters.reconnects,
+                    **({"sessions": s.sessions.snapshot()} if s.sessions is not None else {}),
                 }
                 for s in self.supervisors
             },

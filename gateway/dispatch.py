@@ -20,9 +20,11 @@ answer. A task never transmitted to the unit, or ended, never gets an answer; a 
 never goes backwards; a numbered message the radio repeats is applied once, also after a
 restart (``answers_seen`` in the journal, in the same transaction as the stage). Each
 answer's event says in ``detail`` how it was attributed and in ``source`` who reported it
-(the device, or the centre through ``report_stage``). A stage is recorded once (``stages`` table, first time wins) in the same
-transaction as its outbox event, so a restart never publishes a stage twice with two
-different times and never loses one.
+(the device, or the centre through ``report_stage``).
+
+A stage is recorded once (``stages`` table, first time wins) in the same transaction as its
+outbox event, so a restart never publishes a stage twice with two different times and never
+loses one.
 
 Delivery: a unit's devices are tried in the configured order; the first whose link is
 up gets the text, queued on its link's channel by priority; a device that fails (no
@@ -775,7 +777,7 @@ class Dispatcher:
         unit = self._units.get(a.unit)
         for device in unit.devices if unit else ():
             sender = self._senders(device)
-            if sender is not None and getattr(sender, "needs_location_poll", False):
+            if sender is not None and sender.capabilities.location_poll:
                 self._spawn(self._poll(sender, device), f"poll:{device}")
 
     async def _poll(self, sender: TextSender, device: DeviceRef) -> None:

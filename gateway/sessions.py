@@ -47,7 +47,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Set
 from typing import Final
 
-from gateway.config import ADDRESS_RULES, LinkConfig, UnitConfig
+from gateway.config import LinkConfig, UnitConfig, address_rule
 from gateway.errors import LinkError
 from gateway.logs import RateLimitedLog
 from gateway.transport import Connection
@@ -104,6 +104,11 @@ class Session:
         self.close_reason: str | None = None
         self.rx_frames = 0
         self.tx_frames = 0
+
+    @property
+    def link(self) -> str:
+        """The name of the link this session is on."""
+        return self._registry.link
 
     def __repr__(self) -> str:
         state = f"closed: {self.close_reason}" if self.close_reason else "open"
@@ -381,7 +386,7 @@ def allowed_addresses(link: LinkConfig, units: Iterable[UnitConfig]) -> frozense
     otherwise the link's ``allow`` list, or when it is empty the devices the ``units`` list
     on this link (empty when none does: then no device may bind, and the config says so).
     """
-    rule = ADDRESS_RULES.get(link.protocol, _as_is)
+    rule = address_rule(link.protocol)
     if rule is None or link.options.get("register") == REGISTER_OPEN:
         return None
     allow = link.options.get("allow")

@@ -21,9 +21,9 @@ import pytest
 from firmware_stubs.aprs_radio import DEFAULT_ROUTE, AprsRadio
 from gateway.channel import NORMAL, URGENT
 from gateway.config import LinkConfig, SerialSettings
-from gateway.drivers import DRIVERS
-from gateway.drivers.aprs import AprsDriver, MessageNumbers, TtlCache
+from gateway.drivers.aprs.driver import AprsDriver, MessageNumbers, TtlCache
 from gateway.drivers.base import TextSender
+from gateway.drivers.registry import PROTOCOLS
 from gateway.errors import LinkError
 from gateway.model import (
     Alarm,
@@ -196,7 +196,7 @@ def check_position(position: Position) -> None:
 
 
 def test_registered_and_a_text_sender() -> None:
-    assert DRIVERS["aprs"] is AprsDriver
+    assert PROTOCOLS["aprs"].driver_class() is AprsDriver
     driver = AprsDriver(aprs_link("tcp://127.0.0.1:1"), RecordingSink(), LinkCounters())
     assert isinstance(driver, TextSender)
     assert not driver.can_reach(RADIO)  # not connected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,8 +12,9 @@ import pytest
 
 from gateway.broker import Mosquitto
 from gateway.cli import main
-from gateway.config import parse_config
+from gateway.config import LinkConfig, parse_config
 from gateway.daemon import Gateway
+from gateway.drivers.registry import PROTOCOLS, not_built_message
 from gateway.errors import ConfigError
 from tests.conftest import ROOT
 from tests.support import GatewayProcess, wait_until
@@ -74,21 +76,31 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     assert main(["check-config", "-c", str(tmp_path / "absent.toml")]) == 2
 
 
-def test_a_protocol_without_a_driver_is_a_config_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("protocol", [p for p, spec in PROTOCOLS.items() if not spec.built])
+def test_a_protocol_not_built_yet_is_refused_alike_by_check_config_and_run(
+    tmp_path: Path, protocol: str
 ) -> None:
-    config = parse_config(
-        {
-            "gateway": {"id": "gw", "data_dir": str(tmp_path)},
-            "links": [{"name": "t", "protocol": "nmea", "url": "tcp://127.0.0.1:9"}],
-        },
-        base_dir=tmp_path,
-        env={},
+    url = next(iter(sorted(PROTOCOLS[protocol].transports - {"serial"})))
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[gateway]\nid = "gw"\ndata_dir = "{tmp_path}"\n'
+        f'[[links]]\nname = "t"\nprotocol = "{protocol}"\nurl = "{url}://127.0.0.1:9"\n'
     )
-    monkeypatch.setattr("gateway.daemon.DRIVERS", {})
+    said = []
+    for command in ("check-config", "run"):
+        result = fieldlink(command, "-c", str(config))
+        assert result.returncode == 2, (command, result.stderr)
+        said.append(result.stderr.strip())
+    assert said[0] == said[1]
+    assert said[0].endswith(f"links[0].protocol: {not_built_message(protocol)}")
+    # The daemon refuses it the same way, should a config be built in code.
+    link = LinkConfig(name="t", protocol=protocol, url=f"{url}://127.0.0.1:9")
+    built = parse_config(
+        {"gateway": {"id": "gw", "data_dir": str(tmp_path)}}, base_dir=tmp_path, env={}
+    )
     with pytest.raises(ConfigError) as exc:
-        Gateway(config)
-    assert exc.value.key == "links[0].protocol"
+        Gateway(dataclasses.replace(built, links=(link,)))
+    assert exc.value.reason == not_built_message(protocol)
 
 
 def test_usage_errors_exit_2() -> None:

@@ -25,6 +25,8 @@ from gateway.config import (
     parse_config,
     render_toml,
 )
+from gateway.drivers import registry
+from gateway.drivers.spec import ALL_TRANSPORTS, ProtocolSpec
 from gateway.errors import ConfigError
 from gateway.model import DeviceRef
 from gateway.units import UnitDirectory
@@ -166,9 +168,23 @@ def test_option_accessor_checks_the_type() -> None:
         link.option("max_line_bytes", str)
 
 
-def test_a_new_protocol_is_a_table_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    row = {"offline_after_s": OptionSpec("float", 60.0), "frobnicate": OptionSpec("bool", False)}
-    monkeypatch.setitem(config_module.PROTOCOL_OPTIONS, "newproto", row)
+def test_a_new_protocol_is_one_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = ProtocolSpec(
+        name="newproto",
+        title="a protocol for this test",
+        options={
+            "offline_after_s": OptionSpec("float", 60.0),
+            "frobnicate": OptionSpec("bool", False),
+        },
+        address=lambda address: address,
+        address_example="any",
+        offline_after_s=60.0,
+        transports=ALL_TRANSPORTS,
+        driver="gateway.drivers.nmea.driver:NmeaDriver",
+    )
+    protocols = {**registry.PROTOCOLS, "newproto": spec}
+    monkeypatch.setattr("gateway.config.parse.PROTOCOLS", protocols)
+    monkeypatch.setattr("gateway.config.addresses.PROTOCOLS", protocols)
     cfg = parse(
         GATEWAY
         + '[[links]]\nname = "n"\nprotocol = "newproto"\nurl = "tcp://h:1"\nfrobnicate = true\n'

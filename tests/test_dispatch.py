@@ -20,6 +20,7 @@ import pytest
 from gateway.channel import URGENT
 from gateway.config import Config, parse_config
 from gateway.dispatch import Dispatcher, StageRefused, parse_task
+from gateway.drivers.spec import Capabilities
 from gateway.journal import Journal
 from gateway.model import (
     Delivery,
@@ -48,7 +49,9 @@ class ScriptedRadio:
     slow: set[str] = field(default_factory=set)  # addresses that never confirm in time
     sent: list[TextOrder] = field(default_factory=list)
     polls: list[str] = field(default_factory=list)
-    needs_location_poll: bool = True
+    capabilities: Capabilities = field(
+        default_factory=lambda: Capabilities(text=True, location_poll=True)
+    )
     held: set[str] = field(default_factory=set)  # task ids not put on the air until removed
 
     def can_reach(self, address: str) -> bool:

@@ -25,7 +25,7 @@ from firmware_stubs.nmea_gps import NmeaGps
 from gateway.broker import free_port
 from gateway.config import LinkConfig, UnitConfig
 from gateway.drivers.base import Driver
-from gateway.drivers.nmea import NmeaDriver
+from gateway.drivers.nmea.driver import NmeaDriver
 from gateway.links import LinkSupervisor
 from gateway.model import (
     Alarm,

@@ -15,7 +15,7 @@ The package along its seams: :mod:`.model` (the dataclasses the gateway reads), 
 (what ``check-config`` prints) and :mod:`.warnings`.
 """
 
-from gateway.config.addresses import ADDRESS_RULES, implicit_unit_id, normalise_address
+from gateway.config.addresses import address_rule, implicit_unit_id, normalise_address
 from gateway.config.model import (
     BAUDRATES,
     PASSWORD_ENV,
@@ -32,16 +32,14 @@ from gateway.config.model import (
 from gateway.config.output import effective_config, render_toml
 from gateway.config.parse import load_config, parse_config
 from gateway.config.schema import ID_RE, REQUIRED, OptionSpec
-from gateway.config.tables import MQTT_OPTIONS, PROTOCOL_OPTIONS, SERIAL_OPTIONS
+from gateway.config.tables import MQTT_OPTIONS, SERIAL_OPTIONS
 from gateway.config.warnings import config_warnings
 
 __all__ = [
-    "ADDRESS_RULES",
     "BAUDRATES",
     "ID_RE",
     "MQTT_OPTIONS",
     "PASSWORD_ENV",
-    "PROTOCOL_OPTIONS",
     "REQUIRED",
     "SERIAL_OPTIONS",
     "SLA_CLOCKS",
@@ -54,6 +52,7 @@ __all__ = [
     "SerialSettings",
     "SlaConfig",
     "UnitConfig",
+    "address_rule",
     "config_warnings",
     "effective_config",
     "implicit_unit_id",

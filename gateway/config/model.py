@@ -144,8 +144,9 @@ class SerialSettings:
 
 @dataclass(frozen=True, slots=True)
 class LinkConfig:
-    """One link. ``options`` holds the protocol's keys from :data:`PROTOCOL_OPTIONS`, defaults
-    filled in, lists as tuples; ``unit`` is set for nmea links only (the receiver's unit)."""
+    """One link. ``options`` holds the keys of its protocol's spec
+    (``gateway/drivers/<p>/spec.py``), defaults filled in, lists as tuples; ``unit`` is set for
+    nmea links only (the receiver's unit)."""
 
     name: str
     protocol: str

@@ -11,8 +11,7 @@ from types import MappingProxyType
 from urllib.parse import SplitResult, urlsplit
 
 from gateway.config.addresses import (
-    ADDRESS_RULES,
-    non_empty_address,
+    address_rule,
 )
 from gateway.config.model import (
     LINK_TRANSPORTS,
@@ -43,12 +42,12 @@ from gateway.config.tables import (
     GATEWAY_OPTIONS,
     LINK_OPTIONS,
     MQTT_OPTIONS,
-    PROTOCOL_OPTIONS,
     SERIAL_OPTIONS,
     SLA_OPTIONS,
     TLS_KEYS,
     UNIT_OPTIONS,
 )
+from gateway.drivers.registry import PROTOCOLS, not_built_message
 from gateway.errors import ConfigError
 from gateway.model import DeviceRef
 
@@ -309,19 +308,25 @@ def _link_transport(url: str, key: str) -> str:
 def _parse_link(table: Mapping[str, object], path: str) -> LinkConfig:
     # Keys no link has first (a typo of a required key is reported as the typo), then keys this
     # link's protocol and transport do not take.
-    any_link = {*LINK_OPTIONS, *SERIAL_OPTIONS}.union(*PROTOCOL_OPTIONS.values())
+    any_link = {*LINK_OPTIONS, *SERIAL_OPTIONS}.union(*(p.options for p in PROTOCOLS.values()))
     reject_unknown(table, path, any_link)
     common = read_options(table, path, LINK_OPTIONS)
     protocol = str(common["protocol"])
-    if protocol not in PROTOCOL_OPTIONS:
+    spec = PROTOCOLS.get(protocol)
+    if spec is None:
         raise ConfigError(
             f"{path}.protocol",
-            f"unknown protocol {protocol!r}{suggestion(protocol, PROTOCOL_OPTIONS)}; "
-            f"one of {', '.join(PROTOCOL_OPTIONS)}",
+            f"unknown protocol {protocol!r}{suggestion(protocol, PROTOCOLS)}; "
+            f"one of {', '.join(PROTOCOLS)}",
         )
+    if not spec.built:
+        raise ConfigError(f"{path}.protocol", not_built_message(protocol))
     url = str(common["url"])
     transport = _link_transport(url, f"{path}.url")
-    specs = PROTOCOL_OPTIONS[protocol]
+    if transport not in spec.transports:
+        kinds = ", ".join(sorted(spec.transports))
+        raise ConfigError(f"{path}.url", f"{protocol} links run over {kinds}, not {transport}")
+    specs = spec.options
     allowed = set(LINK_OPTIONS) | set(specs)
     if transport == "serial":
         allowed |= set(SERIAL_OPTIONS)
@@ -329,13 +334,13 @@ def _parse_link(table: Mapping[str, object], path: str) -> LinkConfig:
     def explain(key: str) -> str | None:
         if key in SERIAL_OPTIONS:
             return f"{key} only applies to serial links (url starting with /)"
-        owners = [name for name, options in PROTOCOL_OPTIONS.items() if key in options]
+        owners = [name for name, p in PROTOCOLS.items() if key in p.options]
         return f"{key} only applies to {', '.join(owners)} links" if owners else None
 
     reject_unknown(table, path, allowed, explain)
-    for name, spec in specs.items():
-        if name in table and spec.transports is not None and transport not in spec.transports:
-            kinds = " or ".join(f"{t}://" for t in sorted(spec.transports))
+    for name, option in specs.items():
+        if name in table and option.transports is not None and transport not in option.transports:
+            kinds = " or ".join(f"{t}://" for t in sorted(option.transports))
             raise ConfigError(f"{path}.{name}", f"{name} only applies to {kinds} links")
     _check_back_off(common, path)
     applicable = {
@@ -426,7 +431,7 @@ def _parse_units(
     # An nmea link is one device: bind it to its unit both ways (link.unit, unit.devices).
     devices_of = {unit_id: devices for unit_id, _name, devices in units}
     for i, link in enumerate(links):
-        if ADDRESS_RULES.get(link.protocol, non_empty_address) is not None:
+        if address_rule(link.protocol) is not None:
             continue
         device = DeviceRef(link.name)
         listed = owner.get(device)
@@ -450,7 +455,7 @@ def _parse_device(entry: str, key: str, links: Mapping[str, LinkConfig]) -> Devi
             f"{entry!r}: no link named {link_name!r}{suggestion(link_name, links)}; "
             "write link:address",
         )
-    rule = ADDRESS_RULES.get(link.protocol, non_empty_address)
+    rule = address_rule(link.protocol)
     if rule is None:
         if colon:
             raise ConfigError(

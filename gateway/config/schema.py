@@ -227,3 +227,15 @@ def as_float(value: object) -> float:
 def as_words(value: object) -> tuple[str, ...]:
     assert isinstance(value, tuple | list)
     return tuple(str(word) for word in value)
+
+
+def address_list(rule: Callable[[str], str]) -> Validator:
+    """A list of device addresses, each checked and normalised by ``rule``."""
+
+    def check(value: str, key: str) -> str:
+        try:
+            return rule(value)
+        except ValueError as exc:
+            raise ConfigError(key, str(exc)) from None
+
+    return each(check)

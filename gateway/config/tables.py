@@ -6,7 +6,6 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Final
 
-from gateway.config.addresses import address_list, aprs_address
 from gateway.config.model import (
     BAUDRATES,
     DEFAULT_DATA_DIR,
@@ -85,61 +84,13 @@ SERIAL_OPTIONS: Final[Mapping[str, OptionSpec]] = {
 
 LINK_OPTIONS: Final[Mapping[str, OptionSpec]] = {
     "name": OptionSpec("str", REQUIRED, identifier),
-    "protocol": OptionSpec("str", REQUIRED),  # checked against PROTOCOL_OPTIONS
+    "protocol": OptionSpec("str", REQUIRED),  # checked against gateway.drivers.registry
     "url": OptionSpec("str", REQUIRED),
     "enabled": OptionSpec("bool", True),
     "reconnect_min_s": OptionSpec("float", 0.5, positive),
     "reconnect_max_s": OptionSpec("float", 30.0, positive),
 }
 
-
-def _dial_in_options(protocol: str) -> dict[str, OptionSpec]:
-    """Radios and trackers that may reach the gateway on a shared port."""
-    return {
-        "offline_after_s": OptionSpec("float", 600.0, positive),
-        "idle_timeout_s": OptionSpec("float", 300.0, positive),
-        "max_connections": OptionSpec("int", 1000, int_range(1, 65535), frozenset({"listen"})),
-        "allow": OptionSpec(
-            "str_list", (), address_list(protocol)
-        ),  # device addresses; empty: anyone
-    }
-
-
-def _callsign(value: str, key: str) -> str:
-    try:
-        return aprs_address(value)
-    except ValueError as exc:
-        raise ConfigError(key, str(exc)) from None
-
-
-PROTOCOL_OPTIONS: Final[dict[str, dict[str, OptionSpec]]] = {
-    "nmea": {
-        "unit": OptionSpec("str", None, identifier),  # moved to LinkConfig.unit
-        "max_line_bytes": OptionSpec("int", 82, int_range(82, 4096)),
-        "require_checksum": OptionSpec("bool", True),
-    },
-    "aprs": {
-        "callsign": OptionSpec("str", REQUIRED, _callsign),
-        "path": OptionSpec("str_list", ("WIDE1-1",), each(_callsign, max_items=8)),
-        "retry_intervals_s": OptionSpec(
-            "float_list", (30.0, 60.0, 120.0, 240.0, 480.0), each(positive, max_items=32)
-        ),
-        "offline_after_s": OptionSpec("float", 1800.0, positive),
-        "kiss_port": OptionSpec("int", 0, int_range(0, 15)),
-        # The radio channel, for the gateway's own airtime accounting (one frame at a time).
-        "channel_baud": OptionSpec("int", 1200, int_range(300, 10_000_000)),
-        "txdelay_s": OptionSpec("float", 0.3, float_range(0.0, 5.0)),
-        "txtail_s": OptionSpec("float", 0.05, float_range(0.0, 5.0)),
-        "gap_s": OptionSpec("float", 0.1, float_range(0.0, 10.0)),
-    },
-    "hytera": _dial_in_options("hytera"),
-    "jt808": _dial_in_options("jt808"),
-    "gt06": _dial_in_options("gt06"),
-    "mototrbo": _dial_in_options("mototrbo"),
-}
-"""Per protocol, the link keys beside the common ones. Add a protocol by adding a row."""
-
-PROTOCOLS: Final = tuple(PROTOCOL_OPTIONS)
 
 UNIT_OPTIONS: Final[Mapping[str, OptionSpec]] = {
     "id": OptionSpec("str", REQUIRED, identifier),

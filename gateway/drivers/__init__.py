@@ -1,18 +1,11 @@
 """Drivers: protocol messages in, domain events out (and commands back to the radio).
 
-Each protocol has one driver class registered in :data:`DRIVERS`. A driver never
-touches MQTT: it reports to an :class:`~gateway.drivers.base.EventSink`.
+One package per protocol, ``gateway/drivers/<p>/``: ``spec.py`` (what the protocol is to
+configuration and dispatch, :class:`~gateway.drivers.spec.ProtocolSpec`) and ``driver.py``
+(the :class:`~gateway.drivers.base.Driver`). :mod:`gateway.drivers.registry` lists them, one
+line per protocol. A driver never touches MQTT: it reports to an
+:class:`~gateway.drivers.base.EventSink`.
+
+This package imports nothing on its own, so configuration can read the specs without
+loading any driver.
 """
-
-from __future__ import annotations
-
-from gateway.drivers.aprs import AprsDriver
-from gateway.drivers.base import Driver, EventSink
-from gateway.drivers.nmea import NmeaDriver
-
-DRIVERS: dict[str, type[Driver]] = {
-    "nmea": NmeaDriver,
-    "aprs": AprsDriver,
-}
-
-__all__ = ["DRIVERS", "Driver", "EventSink"]

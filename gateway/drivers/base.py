@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from gateway.config import LinkConfig
+from gateway.drivers.registry import PROTOCOLS
+from gateway.drivers.spec import Capabilities
 from gateway.model import (
     Alarm,
     DeliveryReport,
@@ -56,6 +58,12 @@ class TextSender(Protocol):
 
     Dispatch depends on this interface only, never on a protocol.
     """
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the protocol's devices can do (its spec's capabilities): dispatch polls for
+        positions only where ``location_poll`` is set."""
+        ...
 
     def can_reach(self, address: str) -> bool:
         """The link is up and ``address`` is a valid device address for it."""
@@ -117,6 +125,13 @@ class Driver(abc.ABC):
         self.sink = sink
         self.counters = counters
         self.rejects = RejectLog(link.name, counters)
+        spec = PROTOCOLS.get(link.protocol)
+        self._capabilities = spec.capabilities if spec is not None else Capabilities()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this link's devices can do, from the protocol's spec."""
+        return self._capabilities
 
     @abc.abstractmethod
     async def run(self, conn: Connection) -> None:
