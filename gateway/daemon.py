@@ -126,7 +126,7 @@ class Gateway:
             publish_summary=self._publish_alarms,
         )
         self._last_position: dict[str, bytes] = {}
-        # Presence: unit -> (state, since, via, last heard on the monotonic clock)
+        # Presence: unit -> (last heard on the monotonic clock, via which link, offline after s)
         self._last_heard: dict[str, tuple[float, str, float]] = {}
         self._availability: dict[str, Availability] = {}
         self.inbound_rejected = 0
@@ -733,13 +733,13 @@ class Gateway:
         finally:
             self.journal.close()
 
-    def alive(self) -> list[str]:
-        """Names of the essential tasks that have died (empty when all is well)."""
+    def dead_tasks(self) -> list[str]:
+        """Names of the essential tasks that have ended (empty when all is well)."""
         return [name for name, task in self._tasks.items() if task.done()]
 
     async def _watchdog_loop(self, interval_s: float) -> None:
         while True:
-            dead = self.alive()
+            dead = self.dead_tasks()
             if dead:
                 log.error("watchdog withheld: %s not running", ", ".join(dead))
             else:

@@ -31,15 +31,14 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import cast
-from urllib.parse import urlsplit
 
 import serial_asyncio_fast
 
 from gateway.config import SerialSettings
 from gateway.errors import LinkError
 from gateway.logs import RateLimitedLog
+from gateway.urls import Endpoint, parse_link_url
 
 log = logging.getLogger(__name__)
 
@@ -56,28 +55,9 @@ REFUSAL_LOG_INTERVAL_S = 10.0
 """At most one log line per server in this interval for peers refused over the cap."""
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    kind: str  # serial | tcp | udp | listen | udp-listen
-    host: str = ""
-    port: int = 0
-    path: str = ""
-
-    @property
-    def is_server(self) -> bool:
-        return self.kind in {"listen", "udp-listen"}
-
-
 def parse_url(url: str) -> Endpoint:
-    """Split a link URL into its kind and address; raise ``ValueError`` if malformed."""
-    if url.startswith("/"):
-        return Endpoint("serial", path=url)
-    parts = urlsplit(url)
-    if parts.scheme not in {"tcp", "udp", "listen", "udp-listen"}:
-        raise ValueError(f"unsupported link URL {url!r}")
-    if parts.hostname is None or parts.port is None:
-        raise ValueError(f"link URL {url!r} needs host:port")
-    return Endpoint(parts.scheme, host=parts.hostname, port=parts.port)
+    """Split a link URL into its kind and address; ``ValueError`` if malformed."""
+    return parse_link_url(url)
 
 
 class Connection(abc.ABC):

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final, TypeVar
-from urllib.parse import urlsplit
 
 from gateway.model import DeviceRef
+from gateway.urls import parse_link_url
 
 T = TypeVar("T")
 
@@ -22,7 +22,6 @@ BAUDRATES: Final = (
     300, 600, 1200, 1800, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 500000,
     576000, 921600,
 )  # fmt: skip
-LINK_TRANSPORTS: Final = ("tcp", "udp", "listen", "udp-listen")
 """URL schemes of network links; a link URL starting with ``/`` is a serial device ("serial")."""
 
 
@@ -166,12 +165,8 @@ class LinkConfig:
     @property
     def endpoint(self) -> tuple[str, int] | None:
         """``(host, port)`` of a network link, ``None`` for a serial one."""
-        if self.transport == "serial":
-            return None
-        parts = urlsplit(self.url)
-        assert parts.hostname is not None  # checked by parse_config
-        assert parts.port is not None
-        return parts.hostname, parts.port
+        endpoint = parse_link_url(self.url)
+        return None if endpoint.kind == "serial" else (endpoint.host, endpoint.port)
 
     def option(self, key: str, kind: type[T]) -> T:
         """A protocol option, type-checked for mypy: ``link.option("kiss_port", int)``."""

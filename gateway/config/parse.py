@@ -14,7 +14,6 @@ from gateway.config.addresses import (
     address_rule,
 )
 from gateway.config.model import (
-    LINK_TRANSPORTS,
     MQTT_DEFAULT_PORTS,
     PASSWORD_ENV,
     Config,
@@ -50,6 +49,7 @@ from gateway.config.tables import (
 from gateway.drivers.registry import PROTOCOLS, not_built_message
 from gateway.errors import ConfigError
 from gateway.model import DeviceRef
+from gateway.urls import parse_link_url
 
 # --- parsing -------------------------------------------------------------------------------------
 
@@ -285,24 +285,10 @@ def _parse_dispatch(table: Mapping[str, object]) -> DispatchConfig:
 
 
 def _link_transport(url: str, key: str) -> str:
-    if url.startswith("/"):
-        if "\0" in url or url.endswith("/"):
-            raise ConfigError(key, f"{url!r} is not a device path")
-        return "serial"
-    forms = (
-        "a device path (/dev/ttyUSB0), tcp://host:port, udp://host:port, listen://host:port "
-        "or udp-listen://host:port"
-    )
-    parts = _split_url(url, key)
-    if parts.scheme not in LINK_TRANSPORTS or not url.startswith(f"{parts.scheme}://"):
-        raise ConfigError(key, f"{url!r}: expected {forms}")
-    if parts.username is not None or parts.path or parts.query or parts.fragment:
-        raise ConfigError(key, f"{url!r}: expected {parts.scheme}://host:port and nothing else")
-    if not parts.hostname:
-        raise ConfigError(key, f"{url!r}: no host")
-    if _url_port(parts, key) is None:
-        raise ConfigError(key, f"{url!r}: a port is required ({parts.scheme}://host:port)")
-    return parts.scheme
+    try:
+        return parse_link_url(url).kind
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
 
 
 def _parse_link(table: Mapping[str, object], path: str) -> LinkConfig:
