@@ -35,7 +35,7 @@ def test_parse_url(url: str, kind: str) -> None:
 
 @pytest.mark.parametrize("url", ["http://x:1", "tcp://hostonly", "ttyUSB0"])
 def test_parse_url_rejects(url: str) -> None:
-    with pytest.raises(ValueError, match="expected|a port is required"):
+    with pytest.raises(ValueError, match=r"expected|a port is required"):
         parse_url(url)
 
 

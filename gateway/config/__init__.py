@@ -31,9 +31,9 @@ from gateway.config.model import (
 )
 from gateway.config.output import effective_config, render_toml
 from gateway.config.parse import load_config, parse_config
-from gateway.config.schema import ID_RE, REQUIRED, OptionSpec
 from gateway.config.tables import MQTT_OPTIONS, SERIAL_OPTIONS
 from gateway.config.warnings import config_warnings
+from gateway.options import ID_RE, REQUIRED, OptionSpec
 
 __all__ = [
     "BAUDRATES",

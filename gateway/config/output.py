@@ -18,7 +18,7 @@ from gateway.config.model import (
     MqttConfig,
     SlaConfig,
 )
-from gateway.config.schema import join_key
+from gateway.options import join_key
 
 # --- output --------------------------------------------------------------------------------------
 

@@ -25,17 +25,6 @@ from gateway.config.model import (
     SlaConfig,
     UnitConfig,
 )
-from gateway.config.schema import (
-    as_float,
-    as_int,
-    as_table,
-    as_words,
-    join_key,
-    read_options,
-    reject_unknown,
-    suggestion,
-    wrong_type,
-)
 from gateway.config.tables import (
     DISPATCH_OPTIONS,
     GATEWAY_OPTIONS,
@@ -49,6 +38,17 @@ from gateway.config.tables import (
 from gateway.drivers.registry import PROTOCOLS, not_built_message
 from gateway.errors import ConfigError
 from gateway.model import DeviceRef
+from gateway.options import (
+    as_float,
+    as_int,
+    as_table,
+    as_words,
+    join_key,
+    read_options,
+    reject_unknown,
+    suggestion,
+    wrong_type,
+)
 from gateway.urls import parse_link_url
 
 # --- parsing -------------------------------------------------------------------------------------

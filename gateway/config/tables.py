@@ -13,7 +13,8 @@ from gateway.config.model import (
     DispatchConfig,
     SlaConfig,
 )
-from gateway.config.schema import (
+from gateway.errors import ConfigError
+from gateway.options import (
     REQUIRED,
     OptionSpec,
     each,
@@ -25,7 +26,6 @@ from gateway.config.schema import (
     one_of,
     positive,
 )
-from gateway.errors import ConfigError
 
 # --- the tables ----------------------------------------------------------------------------------
 

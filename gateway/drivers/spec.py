@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from gateway.config.schema import (
+from gateway.errors import ConfigError
+from gateway.options import (
     OptionSpec,
     Validator,
     address_list,
@@ -27,7 +28,6 @@ from gateway.config.schema import (
     one_of,
     positive,
 )
-from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
     from gateway.drivers.base import Driver

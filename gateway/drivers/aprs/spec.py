@@ -10,14 +10,6 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from gateway.config.schema import (
-    REQUIRED,
-    OptionSpec,
-    each,
-    float_range,
-    int_range,
-    positive,
-)
 from gateway.drivers.spec import (
     ALL_TRANSPORTS,
     Capabilities,
@@ -25,6 +17,14 @@ from gateway.drivers.spec import (
     dial_in_options,
     options,
     rule_validator,
+)
+from gateway.options import (
+    REQUIRED,
+    OptionSpec,
+    each,
+    float_range,
+    int_range,
+    positive,
 )
 
 _CALLSIGN_RE: Final = re.compile(r"\A([A-Z0-9]{1,6})(?:-([0-9]|1[0-5]))?\Z", re.IGNORECASE)

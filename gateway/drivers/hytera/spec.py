@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from typing import Final
 
-from gateway.config.schema import OptionSpec, positive
 from gateway.drivers.spec import (
     CLIENT_TRANSPORTS,
     Capabilities,
     ProtocolSpec,
-    dial_in_options,
     options,
 )
+from gateway.options import OptionSpec, positive
 
 _MAX_RADIO_ID: Final = 0xFFFFFF  # DMR radio ids are 24 bits
 
@@ -35,7 +34,6 @@ SPEC = ProtocolSpec(
     title="Hytera DMR radios (HRNP/HDAP over serial or the radio's USB network)",
     options=options(
         offline_after_s=OptionSpec("float", 1800.0, positive),
-        **dial_in_options(radio_id),
     ),
     address=radio_id,
     address_example="1001",

@@ -9,7 +9,6 @@ The driver is not built yet: a link with ``protocol = "jt808"`` is refused by
 
 from __future__ import annotations
 
-from gateway.config.schema import OptionSpec, positive
 from gateway.drivers.spec import (
     SERVER_TRANSPORTS,
     Capabilities,
@@ -17,6 +16,7 @@ from gateway.drivers.spec import (
     dial_in_options,
     options,
 )
+from gateway.options import OptionSpec, positive
 
 
 def phone_number(address: str) -> str:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Final
 
-from gateway.config.schema import OptionSpec, positive
 from gateway.drivers.spec import (
     Capabilities,
     ProtocolSpec,
     dial_in_options,
     options,
 )
+from gateway.options import OptionSpec, positive
 
 _MAX_RADIO_ID: Final = 0xFFFFFF  # DMR radio ids are 24 bits
 

@@ -6,7 +6,6 @@ unit that lists the link) names the unit its positions belong to.
 
 from __future__ import annotations
 
-from gateway.config.schema import OptionSpec, identifier, int_range, positive
 from gateway.drivers.spec import (
     ALL_TRANSPORTS,
     Capabilities,
@@ -14,6 +13,7 @@ from gateway.drivers.spec import (
     dial_in_options,
     options,
 )
+from gateway.options import OptionSpec, identifier, int_range, positive
 
 SPEC = ProtocolSpec(
     name="nmea",
