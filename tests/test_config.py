@@ -26,6 +26,7 @@ from gateway.config import (
     render_toml,
 )
 from gateway.drivers import registry
+from gateway.drivers.registry import PROTOCOLS, not_built_message
 from gateway.drivers.spec import ALL_TRANSPORTS, ProtocolSpec
 from gateway.errors import ConfigError
 from gateway.model import DeviceRef
@@ -39,9 +40,15 @@ APRS = (
     '[[links]]\nname = "vhf"\nprotocol = "aprs"\nurl = "tcp://127.0.0.1:8001"\n'
     'callsign = "BH4ABC-10"\n'
 )
-JT808 = '[[links]]\nname = "trk"\nprotocol = "jt808"\nurl = "listen://0.0.0.0:7611"\n'
-GT06 = '[[links]]\nname = "gt"\nprotocol = "gt06"\nurl = "listen://0.0.0.0:7612"\n'
-HYTERA = '[[links]]\nname = "dmr"\nprotocol = "hytera"\nurl = "udp-listen://0.0.0.0:3005"\n'
+# Dial-in links of the built protocols: a TNC that connects to the gateway, a receiver that sends
+# its sentences to a UDP port.
+APRS_IN = (
+    '[[links]]\nname = "vhf-in"\nprotocol = "aprs"\nurl = "listen://0.0.0.0:7611"\n'
+    'callsign = "BH4ABC-11"\n'
+)
+APRS_UDP_IN = APRS_IN.replace('"vhf-in"', '"vhf-udp"').replace("listen://", "udp-listen://")
+NMEA_IN = '[[links]]\nname = "gps-in"\nprotocol = "nmea"\nurl = "udp-listen://0.0.0.0:10110"\n'
+NOT_BUILT = [name for name, spec in PROTOCOLS.items() if not spec.built]
 SECRET = "s3cret-Pa55word"  # noqa: S105 - a test value whose leaks the tests look for
 
 
@@ -126,20 +133,36 @@ def test_ipv6_broker_url_is_normalised() -> None:
 
 
 def test_protocol_options_get_their_defaults() -> None:
-    cfg = parse(GATEWAY + NMEA + APRS + JT808 + '[[links]]\nname = "jt-udp"\nprotocol = "jt808"\n'
-                'url = "udp-listen://0.0.0.0:7613"\n')  # fmt: skip
-    nmea, aprs, jt808, jt808_udp = cfg.links
-    assert dict(nmea.options) == {"max_line_bytes": 82, "require_checksum": True}
+    cfg = parse(GATEWAY + NMEA + APRS + APRS_IN + APRS_UDP_IN + NMEA_IN)
+    nmea, aprs, aprs_in, aprs_udp_in, nmea_in = cfg.links
+    assert dict(nmea.options) == {
+        "max_line_bytes": 82,
+        "require_checksum": True,
+        "offline_after_s": 30.0,
+    }
     assert nmea.unit == "gps"  # no unit: the link is its own unit
     assert aprs.unit is None
     assert aprs.options["retry_intervals_s"] == (30.0, 60.0, 120.0, 240.0, 480.0)
     assert aprs.options["offline_after_s"] == 1800.0
     assert aprs.options["kiss_port"] == 0
-    assert jt808.option("max_connections", int) == 1000
-    assert jt808.options["allow"] == ()
-    assert jt808.options["idle_timeout_s"] == 300.0
-    assert "max_connections" not in jt808_udp.options  # a listen:// option only
-    assert jt808_udp.transport == "udp-listen"
+    dial_in = {"max_connections", "idle_timeout_s", "allow", "register"}
+    assert not dial_in & set(aprs.options)  # dial-in keys only on server links
+    assert not dial_in & set(nmea.options)
+    assert aprs_in.option("max_connections", int) == 1000
+    assert aprs_in.options["allow"] == ()
+    assert aprs_in.options["register"] == "allow-list"
+    assert aprs_in.options["idle_timeout_s"] == 3600.0  # a TNC's channel is often quiet
+    # The server caps udp-listen peers too, so the cap is a udp-listen option as well.
+    assert aprs_udp_in.transport == "udp-listen"
+    assert aprs_udp_in.option("max_connections", int) == 1000
+    assert {k: aprs_udp_in.options[k] for k in dial_in} == {k: aprs_in.options[k] for k in dial_in}
+    # An nmea link is its one device: who may dial in is not a question it has.
+    assert nmea_in.transport == "udp-listen"
+    assert nmea_in.option("max_connections", int) == 1000
+    assert nmea_in.options["idle_timeout_s"] == 60.0
+    assert "allow" not in nmea_in.options
+    assert "register" not in nmea_in.options
+    assert nmea_in.unit == "gps-in"
 
 
 def test_serial_keys_live_on_the_link_table() -> None:
@@ -322,7 +345,19 @@ ERROR_CASES = [
         "allow-on-nmea",
         GATEWAY + NMEA + "allow = []\n",
         "links[0].allow",
-        "allow only applies to hytera, jt808, gt06, mototrbo links",
+        "allow only applies to aprs, mototrbo, jt808, gt06 links",
+    ),
+    (
+        "allow-on-nmea-listen",  # an nmea link is its one device, dialling in or not
+        GATEWAY + NMEA_IN + "allow = []\n",
+        "links[0].allow",
+        "allow only applies to aprs, mototrbo, jt808, gt06 links",
+    ),
+    (
+        "register-on-nmea-listen",
+        GATEWAY + NMEA_IN + 'register = "open"\n',
+        "links[0].register",
+        "register only applies to aprs, mototrbo, jt808, gt06 links",
     ),
     ("links-table", GATEWAY + '[links]\nname = "x"\n', "links", "expected an array of tables"),
     (
@@ -399,7 +434,7 @@ ERROR_CASES = [
         "links[0].url",
         "expected a device path",
     ),
-    ("url-trailing", GATEWAY + JT808.replace("7611", "7611/x"), "links[0].url", "nothing else"),
+    ("url-trailing", GATEWAY + APRS_IN.replace("7611", "7611/x"), "links[0].url", "nothing else"),
     # serial keys, and keys of other protocols
     (
         "serial-typo",
@@ -510,25 +545,55 @@ ERROR_CASES = [
     ),
     (
         "max-conn-on-tcp",
-        GATEWAY + JT808.replace("listen://0.0.0.0", "tcp://10.0.0.1") + "max_connections = 5\n",
+        GATEWAY + APRS_IN.replace("listen://0.0.0.0", "tcp://10.0.0.1") + "max_connections = 5\n",
         "links[0].max_connections",
-        "only applies to listen:// links",
+        "max_connections only applies to listen:// or udp-listen:// links",
+    ),
+    (
+        "max-conn-on-serial",
+        GATEWAY + NMEA + "max_connections = 5\n",
+        "links[0].max_connections",
+        "max_connections only applies to listen:// or udp-listen:// links",
+    ),
+    (
+        "allow-on-tcp",
+        GATEWAY + APRS + 'allow = ["BH4XYZ-7"]\n',
+        "links[0].allow",
+        "allow only applies to listen:// or udp-listen:// links",
     ),
     (
         "max-conn-range",
-        GATEWAY + JT808 + "max_connections = 0\n",
+        GATEWAY + APRS_IN + "max_connections = 0\n",
         "links[0].max_connections",
         "between 1",
     ),
     (
-        "jt808-allow",
-        GATEWAY + JT808 + 'allow = ["13800138000", "12ab"]\n',
+        "max-conn-range-udp",
+        GATEWAY + NMEA_IN + "max_connections = 65536\n",
+        "links[0].max_connections",
+        "between 1 and 65535",
+    ),
+    (
+        "aprs-allow",
+        GATEWAY + APRS_IN + 'allow = ["BH4XYZ-7", "BH4 XYZ"]\n',
         "links[0].allow[1]",
-        "not a terminal phone number",
+        "not a callsign",
+    ),
+    (
+        "register-choice",
+        GATEWAY + APRS_UDP_IN + 'register = "anyone"\n',
+        "links[0].register",
+        "must be one of allow-list, open",
     ),
     (
         "idle-timeout",
-        GATEWAY + JT808 + "idle_timeout_s = 0\n",
+        GATEWAY + APRS_IN + "idle_timeout_s = 0\n",
+        "links[0].idle_timeout_s",
+        "greater than 0",
+    ),
+    (
+        "idle-timeout-udp",
+        GATEWAY + NMEA_IN + "idle_timeout_s = -1\n",
         "links[0].idle_timeout_s",
         "greater than 0",
     ),
@@ -577,18 +642,30 @@ ERROR_CASES = [
         "units[0].devices[0]",
         "not a callsign",
     ),
-    ("device-gt06", GATEWAY + GT06 + unit("a", "gt:12345"), "units[0].devices[0]", "not an IMEI"),
     (
-        "device-hytera",
-        GATEWAY + HYTERA + unit("a", "dmr:0"),
+        "device-aprs-ssid",
+        GATEWAY + APRS_IN + unit("a", "vhf-in:BH4XYZ-16"),
         "units[0].devices[0]",
-        "not a decimal radio id",
+        "not a callsign",
+    ),
+    # A unit cannot list a device of a protocol not built yet: its link is refused first (the
+    # address rules themselves: test_normalise_address_rejects).
+    (
+        "device-gt06",
+        GATEWAY
+        + '[[links]]\nname = "gt"\nprotocol = "gt06"\nurl = "listen://0.0.0.0:7612"\n'
+        + unit("a", "gt:12345"),
+        "links[0].protocol",
+        not_built_message("gt06"),
     ),
     (
-        "device-hytera-big",
-        GATEWAY + HYTERA + unit("a", "dmr:16777216"),
-        "units[0].devices[0]",
-        "not a decimal radio id",
+        "device-hytera",
+        GATEWAY
+        + APRS
+        + '[[links]]\nname = "dmr"\nprotocol = "hytera"\nurl = "udp://10.0.0.2:3005"\n'
+        + unit("a", "dmr:0"),
+        "links[1].protocol",
+        not_built_message("hytera"),
     ),
     (
         "device-twice",
@@ -597,8 +674,8 @@ ERROR_CASES = [
         "already listed twice",
     ),
     (
-        "device-two-units-jt808",
-        GATEWAY + JT808 + unit("a", "trk:013800138000") + unit("b", "trk:00000000013800138000"),
+        "device-two-units-ssid0",  # two spellings of one address are one device
+        GATEWAY + APRS_IN + unit("a", "vhf-in:BH4XYZ") + unit("b", "vhf-in:bh4xyz-0"),
         "units[1].devices[0]",
         "already listed for unit 'a' (units[0].devices[0])",
     ),
@@ -810,7 +887,11 @@ def test_normalise_address(protocol: str, address: str, expected: str) -> None:
         ("jt808", "1380013800a"),
         ("jt808", "1" * 21),
         ("gt06", "12345678901234"),
+        ("gt06", "12345"),
         ("hytera", "-5"),
+        ("hytera", "0"),
+        ("hytera", "16777216"),  # radio ids are 24 bits
+        ("mototrbo", "16777216"),
         ("nmea", "x"),
     ],
 )
@@ -821,20 +902,72 @@ def test_normalise_address_rejects(protocol: str, address: str) -> None:
 
 def test_unit_devices_are_normalised() -> None:
     cfg = parse(
-        GATEWAY + APRS + JT808 + GT06 + HYTERA
-        + unit("zhang-wei", "vhf:bh4xyz-7", "trk:013800138000")
-        + unit("li-na", "gt:123456789012345", "dmr:0012")
+        GATEWAY + APRS + APRS_IN + NMEA
+        + unit("zhang-wei", "vhf:bh4xyz-7", "vhf-in:bg5abc-0")
+        + unit("li-na", "gps", "vhf:BH4ABC-15")
     )  # fmt: skip
-    assert cfg.units[0].devices == (DeviceRef("vhf", "BH4XYZ-7"), DeviceRef("trk", "13800138000"))
-    assert cfg.units[1].devices == (DeviceRef("gt", "123456789012345"), DeviceRef("dmr", "12"))
+    assert cfg.units[0].devices == (DeviceRef("vhf", "BH4XYZ-7"), DeviceRef("vhf-in", "BG5ABC"))
+    assert cfg.units[1].devices == (DeviceRef("gps"), DeviceRef("vhf", "BH4ABC-15"))
     assert cfg.units[0].name == "zhang-wei"  # the name defaults to the id
-    assert UnitDirectory(cfg).resolve(DeviceRef("trk", "13800138000")) == "zhang-wei"
-    assert UnitDirectory(cfg).resolve(DeviceRef("trk", "13900000000")) == "trk-13900000000"
+    assert UnitDirectory(cfg).resolve(DeviceRef("vhf-in", "BG5ABC")) == "zhang-wei"
+    assert UnitDirectory(cfg).resolve(DeviceRef("vhf-in", "BG5XYZ-3")) == "vhf-in-bg5xyz-3"
 
 
-def test_jt808_allow_list_is_normalised() -> None:
-    cfg = parse(GATEWAY + JT808 + 'allow = ["013800138000"]\n')
-    assert cfg.links[0].options["allow"] == ("13800138000",)
+@pytest.mark.parametrize(
+    ("protocol", "address", "expected"),
+    [
+        ("jt808", "013800138000", "13800138000"),
+        ("jt808", "00000000013800138000", "13800138000"),  # 2013 and 2019: one terminal
+        ("gt06", "123456789012345", "123456789012345"),
+        ("hytera", "0012", "12"),
+        ("mototrbo", "0012045", "12045"),
+    ],
+)
+def test_addresses_of_protocols_not_built_yet_are_normalised(
+    protocol: str, address: str, expected: str
+) -> None:
+    """Their links are refused, but their address rules are the ones the drivers will use."""
+    spec = PROTOCOLS[protocol]
+    assert not spec.built
+    assert spec.address is not None
+    assert spec.address(address) == expected
+    assert normalise_address(protocol, address) == expected
+    assert spec.address(expected) == expected
+
+
+@pytest.mark.parametrize("protocol", NOT_BUILT)
+def test_a_unit_cannot_list_a_device_of_a_protocol_not_built_yet(protocol: str) -> None:
+    spec = PROTOCOLS[protocol]
+    kind = sorted(spec.transports)[0]
+    url = "/dev/ttyUSB1" if kind == "serial" else f"{kind}://0.0.0.0:7700"
+    text = (
+        GATEWAY
+        + APRS
+        + f'[[links]]\nname = "trk"\nprotocol = "{protocol}"\nurl = "{url}"\n'
+        + unit("zhang-wei", f"trk:{spec.address_example}")
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    assert caught.value.key == "links[1].protocol"
+    assert caught.value.reason == not_built_message(protocol)
+
+
+def test_allow_list_is_normalised() -> None:
+    cfg = parse(GATEWAY + APRS_IN + 'allow = ["bh4xyz-7", "BG5ABC-0"]\n')
+    assert cfg.links[0].options["allow"] == ("BH4XYZ-7", "BG5ABC")
+    cfg = parse(GATEWAY + APRS_UDP_IN + 'allow = ["bh4xyz-7"]\nregister = "open"\n')
+    assert cfg.links[0].options["allow"] == ("BH4XYZ-7",)
+    assert cfg.links[0].options["register"] == "open"
+
+
+def test_allow_list_of_a_protocol_not_built_yet_is_normalised_by_its_spec() -> None:
+    allow = PROTOCOLS["jt808"].options["allow"]
+    assert allow.validate is not None
+    assert allow.validate(("013800138000",), "links[0].allow") == ("13800138000",)
+    with pytest.raises(ConfigError) as caught:
+        allow.validate(("13800138000", "12ab"), "links[0].allow")
+    assert caught.value.key == "links[0].allow[1]"
+    assert "not a terminal phone number" in caught.value.reason
 
 
 def test_nmea_link_listed_by_a_unit_belongs_to_it() -> None:
