@@ -422,7 +422,7 @@ class Dispatcher:
                 body["detail"] = detail
             if target:
                 body["target"] = target
-            if stage in ANSWERS:
+            if stage in ANSWERS and source is not Source.GATEWAY:
                 body["source"] = source.value
                 if by:
                     body["by"] = by

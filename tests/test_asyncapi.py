@@ -34,7 +34,9 @@ from gateway.broker import Mosquitto
 from gateway.config import MQTT_OPTIONS
 from gateway.mqtt import PACKET_OVERHEAD_BYTES
 from gateway.topics import Topics
-from tests.support import Collector, GatewayProcess, Received
+from tests.support import Collector, GatewayProcess, Received, wait_until
+from tests.test_alarms import ZHANG, mic_e
+from tests.test_hardening import KissTnc, aprs_link
 
 T0 = "2026-11-28T08:00:00.000Z"
 
@@ -394,6 +396,8 @@ SPEC_TABLE = [
     ("availability", "unitAvailability", "send", 1, True),
     ("position", "unitPosition", "send", 0, True),
     ("message", "unitMessage", "send", 1, False),
+    ("alarm", "unitAlarm", "send", 1, False),
+    ("alarms", "alarms", "send", 1, True),
     ("dispatch", "taskDispatch", "receive", 1, False),
     ("cancel", "taskCancel", "receive", 1, False),
     ("rejected", "taskRejected", "send", 1, False),
@@ -409,6 +413,7 @@ def concrete_topic(topics: Topics, attr: str) -> str:
         "availability": "zhang-wei",
         "position": "zhang-wei",
         "message": "zhang-wei",
+        "alarm": "zhang-wei",
         "task_events": "t-100",
         "request": "units",
         "response": "units",
@@ -434,10 +439,45 @@ def test_spec_topic_table(
             assert op["bindings"]["mqtt"]["retain"] is retain
 
 
+COMMANDS = [
+    "poll_location",
+    "send_text",
+    "task_status",
+    "units",
+    "nearest_units",
+    "sla",
+    "report_stage",
+    "alarms",
+    "clear_alarm",
+]
+TYPED_RESPONSES = {
+    "report_stage": "ReportStageResult",
+    "alarms": "AlarmSummary",
+    "clear_alarm": "AlarmClearedByCentre",
+}
+"""Commands whose request message names the schema of its response's data."""
+
+
+def response_data_schema(doc: dict[str, Any], command: str) -> dict[str, Any] | None:
+    """The schema of the data of an ok response to ``command`` (``x-response-data`` on its
+    request message), refs inlined; None when the document does not say."""
+    message = doc["channels"]["request"]["messages"].get(command)
+    if message is None:
+        return None
+    data = resolve_ref(doc, message["$ref"]).get("x-response-data")
+    return None if data is None else dict(inline_refs(doc, data))
+
+
 def test_requests_and_responses(doc: dict[str, Any]) -> None:
-    commands = ["poll_location", "send_text", "task_status", "units", "nearest_units", "sla"]
-    assert sorted(doc["channels"]["request"]["messages"]) == sorted(commands)
-    for command in commands:
+    assert sorted(doc["channels"]["request"]["messages"]) == sorted(COMMANDS)
+    assert sorted(doc["components"]["parameters"]["command"]["enum"]) == sorted(COMMANDS)
+    for command in COMMANDS:
+        typed = response_data_schema(doc, command)
+        if command in TYPED_RESPONSES:
+            assert typed == schema_for_component(doc, TYPED_RESPONSES[command]), command
+        else:
+            assert typed is None, command
+    for command in COMMANDS:
         message = doc["components"]["messages"][
             doc["channels"]["request"]["messages"][command]["$ref"].rsplit("/", 1)[1]
         ]
@@ -515,6 +555,37 @@ def position(**changes: object) -> dict[str, object]:
     return body
 
 
+def alarm(**changes: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "unit": "zhang-wei",
+        "kind": "emergency",
+        "state": "raised",
+        "at": T0,
+        "link": "vhf",
+        "device": "vhf:BH4ZW-7",
+        "position": position(source="aprs", link="vhf"),
+    }
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def cleared(**changes: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "state": "cleared",
+        "position": None,
+        "raised_at": T0,
+        "cleared_by": "centre",
+    }
+    body.update(changes)
+    return alarm(**body)
+
+
+def report(**changes: object) -> dict[str, object]:
+    body: dict[str, object] = {"task_id": "t-100", "unit": "zhang-wei", "stage": "acknowledged"}
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not None}
+
+
 VALID = [
     ("Task", task()),
     ("Task", task(voice=True, category="fire", expires_at="2026-11-28T16:00:00+08:00")),
@@ -535,6 +606,23 @@ VALID = [
     ("Response", {"status": "ok", "transaction": 0, "data": []}),
     ("RequestUnits", {"transaction": None}),
     ("RequestNearestUnits", {"lat": 0, "lon": 0, "limit": 1000}),
+    ("StageEvent", event(stage="contacted", source="device", detail="oldest of 1 waiting: 已联系")),
+    ("StageEvent", event(stage="acknowledged", source="centre", by="王调度")),
+    ("StageEvent", event(stage="declined", source="centre")),  # by is optional
+    ("StageEvent", event(stage="escalated", target="contacted")),
+    ("Alarm", alarm()),
+    ("Alarm", alarm(kind="other", position=None, detail="alarm bit 21")),
+    ("Alarm", cleared()),
+    ("Alarm", cleared(cleared_by="device", position=position(), detail="x" * 200)),
+    ("AlarmSummary", {"alarms": []}),
+    ("AlarmSummary", {"alarms": [alarm(), alarm(unit="li-na", kind="man_down")]}),
+    ("AlarmClearedByCentre", cleared()),
+    ("RequestReportStage", report()),
+    ("RequestReportStage", report(stage="contacted", at="2026-11-28T16:00:41+08:00", by="王调度")),
+    ("RequestReportStage", report(stage="closed", note="", transaction=7)),
+    ("RequestAlarms", {"transaction": "a"}),
+    ("RequestClearAlarm", {"unit": "zhang-wei", "kind": "low_battery"}),
+    ("ReportStageResult", {"task_id": "t-100", "unit": "zhang-wei", "stage": "feedback", "at": T0}),
 ]
 
 INVALID = [
@@ -591,7 +679,58 @@ INVALID = [
     ("RequestNearestUnits", {"lat": 0, "lon": 0, "limit": 0}, "limit"),
     ("RequestSendText", {"unit": "zhang-wei"}, "text"),
     ("Cancel", {"reason": "x"}, "task_id"),
+    ("StageEvent", event(source="device"), "source"),  # not on a stage nobody reports
+    ("StageEvent", event(stage="failed", by="王调度"), "by"),
+    ("StageEvent", event(stage="acknowledged", source="gateway"), "source"),
+    ("StageEvent", event(stage="on_scene", source="gateway"), "source"),
+    ("StageEvent", event(stage="acknowledged", source="device", by="王调度"), "source"),
+    ("StageEvent", event(stage="acknowledged", by="王调度"), "source"),
+    ("StageEvent", event(stage="closed", source="centre", by=""), "by"),
+    ("StageEvent", event(stage="escalated", target="declined"), "target"),
+    ("Alarm", alarm(kind="fire"), "kind"),
+    ("Alarm", alarm(state="gone"), "state"),
+    ("Alarm", alarm(state="cleared"), "raised_at"),
+    ("Alarm", alarm(state="cleared", raised_at=T0), "cleared_by"),
+    ("Alarm", alarm(cleared_by="centre"), "cleared_by"),  # a raise is cleared by nobody
+    ("Alarm", cleared(position=position()), "position"),  # the centre has no fix to give
+    ("Alarm", cleared(cleared_by="radio"), "cleared_by"),
+    ("Alarm", alarm(detail="x" * 201), "detail"),
+    ("Alarm", alarm(device=""), "device"),
+    ("Alarm", alarm(link=None), "link"),
+    ("Alarm", alarm(position={"lat": 1, "lon": 2}), "position"),
+    ("Alarm", alarm(at="2026-11-28T08:00:00Z"), "at"),
+    ("AlarmSummary", {}, "alarms"),
+    ("AlarmSummary", {"alarms": [cleared()]}, "state"),
+    ("AlarmClearedByCentre", cleared(cleared_by="device"), "cleared_by"),
+    ("AlarmClearedByCentre", alarm(), "state"),
+    ("RequestReportStage", report(stage="received"), "stage"),
+    ("RequestReportStage", report(stage="arrived"), "stage"),
+    ("RequestReportStage", report(unit=None), "unit"),
+    ("RequestReportStage", report(task_id=None), "task_id"),
+    ("RequestReportStage", report(at="yesterday"), "at"),
+    ("RequestReportStage", report(by=""), "by"),
+    ("RequestReportStage", report(by="x" * 65), "by"),
+    ("RequestReportStage", report(note="x" * 501), "note"),
+    ("RequestReportStage", report(source="centre"), "source"),
+    ("RequestClearAlarm", {"unit": "zhang-wei", "kind": "fire"}, "kind"),
+    ("RequestClearAlarm", {"unit": "zhang-wei"}, "kind"),
+    ("RequestClearAlarm", {"kind": "emergency"}, "unit"),
+    ("RequestAlarms", {"unit": "zhang-wei"}, "unit"),
+    ("ReportStageResult", {"task_id": "t-100", "unit": "zhang-wei", "stage": "feedback"}, "at"),
 ]
+
+
+def test_health_carries_the_alarm_counters(doc: dict[str, Any]) -> None:
+    schema = schema_for_component(doc, "Health")
+    (example,) = doc["components"]["messages"]["Health"]["examples"]
+    health = example["payload"]
+    assert not errors(schema, health)
+    assert set(health["alarms"]) == {"raised", "repeats", "overflow"}
+    without = {k: v for k, v in health.items() if k != "alarms"}
+    assert any("alarms" in e for e in errors(schema, without))
+    for counter in ("raised", "repeats", "overflow"):
+        wrong = {**health, "alarms": {**health["alarms"], counter: -1}}
+        assert any(counter in e for e in errors(schema, wrong)), counter
 
 
 @pytest.mark.parametrize(("schema", "payload"), VALID)
@@ -625,6 +764,8 @@ PUBLISHED_TODAY = {
     "taskRejected",
     "response",
     "responseTopic",
+    "unitAlarm",
+    "alarms",
 }
 
 
@@ -653,18 +794,92 @@ def publish(
 
 
 def validate_received(doc: dict[str, Any], message: Received) -> tuple[str, list[str]]:
-    """The channel a message belongs to and what is wrong with its payload."""
+    """The channel a message belongs to and what is wrong with its payload (for a response
+    whose command's request message names `x-response-data`, its data too)."""
+    data_schema = None
     if message.topic.startswith(f"{REPLIES}/"):
         channel = "responseTopic"
         schema = inline_refs(doc, doc["channels"][channel]["messages"]["response"])["payload"]
     else:
-        channel = match_channel(doc, message.topic).name
+        match = match_channel(doc, message.topic)
+        channel = match.name
         schema = schema_for_topic(doc, message.topic)
+        if channel == "response":
+            data_schema = response_data_schema(doc, match.parameters["command"])
     try:
         payload = message.json()
     except ValueError as exc:
         return channel, [f"not JSON: {exc}"]
-    return channel, errors(schema, payload)
+    wrong = errors(schema, payload)
+    if data_schema is not None and payload.get("status") == "ok":
+        wrong += [f"data/{e}" for e in errors(data_schema, payload.get("data"))]
+    return channel, wrong
+
+
+def request(coll: Collector, command: str, body: dict[str, Any], transaction: str) -> Any:
+    """Publish a request and return its response (the one with its transaction)."""
+    publish(coll, f"{BASE}/request/{command}", {"transaction": transaction, **body})
+    topic = f"{BASE}/response/{command}"
+
+    def mine(m: Received) -> bool:
+        return m.topic == topic and m.json().get("transaction") == transaction
+
+    got = coll.wait_for(lambda ms: any(mine(m) for m in ms), 10, f"{command} {transaction}")
+    return next(m.json() for m in got if mine(m))
+
+
+def report_by_voice_and_raise_an_alarm(
+    doc: dict[str, Any], coll: Collector, tnc: KissTnc, mosquitto: Mosquitto
+) -> list[Received]:
+    """A stage reported by the centre (and two refused), then a Mic-E emergency raised and
+    cleared by the centre, through the daemon. Returns the retained summary as a subscriber
+    connecting while the alarm was raised saw it (the rest is in ``coll``)."""
+    publish(coll, f"{BASE}/tasks/dispatch", task(task_id="t-voice", units=["zhang-wei"]))
+    coll.wait_for(
+        lambda ms: any(m.topic == f"{BASE}/tasks/t-voice/events" for m in ms), 10, "t-voice"
+    )
+    topic = f"{BASE}/request/report_stage"
+    heard = report(task_id="t-voice", by="王调度", note="语音")
+    backwards = report(task_id="t-voice")
+    not_an_answer = report(task_id="t-voice", stage="received")
+    assert not errors(schema_for_topic(doc, topic), heard)
+    assert not errors(schema_for_topic(doc, topic), backwards)  # only the daemon knows
+    assert [e.split(":")[0] for e in errors(schema_for_topic(doc, topic), not_an_answer)] == [
+        "stage"
+    ]
+    ok = request(coll, "report_stage", heard, "r-ok")
+    assert ok["status"] == "ok", ok
+    assert (ok["data"]["stage"], ok["data"]["unit"]) == ("acknowledged", "zhang-wei")
+    refused = request(coll, "report_stage", backwards, "r-again")
+    assert refused["status"] == "error"
+    assert "backwards" in refused["error"]
+    refused = request(coll, "report_stage", not_an_answer, "r-received")
+    assert refused["status"] == "error"
+    assert "stage must be one of" in refused["error"]
+
+    tnc.send([mic_e(ZHANG)])
+    alarm_topic = f"{BASE}/units/zhang-wei/alarm"
+    got = coll.wait_for(lambda ms: any(m.topic == alarm_topic for m in ms), 15, "the alarm raised")
+    (raised,) = [m.json() for m in got if m.topic == alarm_topic]
+    wait_until(lambda: coll.last_json(f"{BASE}/alarms") == {"alarms": [raised]}, 10, "the summary")
+    coll.wait_for(
+        lambda ms: any(m.topic == f"{BASE}/health" and m.json()["alarms"]["raised"] for m in ms),
+        10,
+        "the alarm counted in health",
+    )
+    fresh = Collector(mosquitto.host, mosquitto.port, [f"{BASE}/alarms"]).start()
+    try:
+        retained = fresh.wait_for(lambda ms: len(ms) >= 1, 10, "the retained summary")
+    finally:
+        fresh.stop()
+    assert request(coll, "alarms", {}, "a-1")["data"] == {"alarms": [raised]}
+    clear = {"unit": "zhang-wei", "kind": "emergency"}
+    assert not errors(schema_for_topic(doc, f"{BASE}/request/clear_alarm"), clear)
+    cleared = request(coll, "clear_alarm", clear, "c-1")
+    assert (cleared["data"]["state"], cleared["data"]["raised_at"]) == ("cleared", raised["at"])
+    coll.wait_for(lambda ms: sum(m.topic == alarm_topic for m in ms) >= 2, 10, "the alarm cleared")
+    wait_until(lambda: coll.last_json(f"{BASE}/alarms") == {"alarms": []}, 10, "no alarms")
+    return retained
 
 
 @pytest.mark.broker
@@ -676,6 +891,7 @@ def test_daemon_payloads_match_the_document(
     gps = NmeaGps(profile="ublox", rate_hz=10, speed_kmh=36)
     pty = GpsPty(gps_path)
     pty.open()
+    tnc = KissTnc()
     config = tmp_path / "config.toml"
     config.write_text(
         f"""
@@ -696,9 +912,15 @@ protocol = "nmea"
 url = "{gps_path}"
 unit = "car-1"
 
+{aprs_link(tnc.url)}
 [[units]]
 id = "car-1"
 name = "Car 1"
+
+[[units]]
+id = "zhang-wei"
+name = "张伟"
+devices = ["vhf:{ZHANG}"]
 """,
         encoding="utf-8",
     )
@@ -708,11 +930,12 @@ name = "Car 1"
     try:
         daemon.start()
         coll.wait_for(
-            lambda ms: any(
-                m.topic == f"{BASE}/links/gps0/state" and b'"up"' in m.payload for m in ms
+            lambda ms: (
+                {m.topic for m in ms if b'"up"' in m.payload}
+                >= {f"{BASE}/links/gps0/state", f"{BASE}/links/vhf/state"}
             ),
             15,
-            "link up",
+            "links up",
         )
 
         def seen(topic: str) -> bool:
@@ -760,6 +983,7 @@ name = "Car 1"
             20,
             "events, responses and health",
         )
+        retained = report_by_voice_and_raise_an_alarm(doc, coll, tnc, mosquitto)
         pty.write(gps.epoch())
         coll.wait_for(
             lambda ms: sum(m.topic == f"{BASE}/health" for m in ms) >= 3, 10, "three healths"
@@ -774,6 +998,7 @@ name = "Car 1"
         daemon.ensure_stopped()
         coll.stop()
         pty.close()
+        tnc.close()
 
     messages = coll.snapshot()
     ours = {f"{BASE}/tasks/dispatch", f"{BASE}/tasks/cancel"}
@@ -788,6 +1013,16 @@ name = "Car 1"
         problems += [f"{message.topic} {message.payload[:300]!r}: {w}" for w in wrong]
     assert not problems, "\n".join(problems)
     assert set(seen_channels) >= PUBLISHED_TODAY, PUBLISHED_TODAY - set(seen_channels)
+    # The summary as a subscriber connecting later gets it: retained, and by the document.
+    (summary,) = retained
+    assert summary.retain
+    assert validate_received(doc, summary) == ("alarms", [])
+    assert [a["state"] for a in summary.json()["alarms"]] == ["raised"]
+    # The responses whose data the document types were checked as such.
+    answered = {m.topic.rsplit("/", 1)[1] for m in messages if "/response/" in m.topic}
+    for command in TYPED_RESPONSES:
+        assert command in answered, command
+        assert response_data_schema(doc, command) is not None, command
 
     # What the daemon published is exactly what the document's stage schema expects.
     def stages(task_id: str) -> list[str]:
@@ -797,6 +1032,18 @@ name = "Car 1"
     assert stages("t-ok")[0] == "received"
     assert stages("t-bad") == ["rejected"]
     assert stages("t-unknown") == ["rejected"]
+    # What the centre reported by voice is published as said, with who said it.
+    voice = [m.json() for m in messages if m.topic == f"{BASE}/tasks/t-voice/events"]
+    (heard,) = [e for e in voice if e["stage"] == "acknowledged"]
+    assert (heard["source"], heard["by"]) == ("centre", "王调度")
+    assert heard["detail"] == "reported by the centre: 语音"
+    assert "delivered" not in [e["stage"] for e in voice]  # the centre's word is no receipt
+    # The emergency: raised by the radio, cleared by the centre.
+    raised, cleared = [m.json() for m in messages if m.topic == f"{BASE}/units/zhang-wei/alarm"]
+    assert (raised["state"], raised["device"]) == ("raised", f"vhf:{ZHANG}")
+    assert (cleared["state"], cleared["cleared_by"]) == ("cleared", "centre")
+    counted = [m.json()["alarms"] for m in messages if m.topic == f"{BASE}/health"]
+    assert {"raised": 1, "repeats": 0, "overflow": 0} in counted
     # The unreadable task is reported (at least once, like every event) by size and hash.
     reports = [m.json() for m in messages if m.topic == f"{BASE}/tasks/rejected"]
     assert reports
