@@ -14,6 +14,7 @@ import json
 import random
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,10 @@ from gateway.broker import Mosquitto
 from gateway.journal import Journal
 from gateway.model import rfc3339, utc_now
 from gateway.taskstore import TaskStore
+from protocols.aprs import AprsAck, AprsMessage, encode_message
 from tests.radio_harness import RadioField
-from tests.support import Collector, GatewayProcess, Received
+from tests.support import Collector, GatewayProcess, Received, wait_until
+from tests.test_hardening import KissTnc, aprs_frame
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -156,3 +159,132 @@ def test_bare_replies_with_restarts_acknowledge_each_task_once(
         journal.close()
     finally:
         field.stop()
+
+
+STATION = "BH4AAA-1"
+GATEWAY = "BH4GW-10"
+
+
+def tnc_config(data_dir: Path, broker: Mosquitto, tnc: KissTnc) -> str:
+    return f"""
+[gateway]
+id = "gw1"
+data_dir = "{data_dir}"
+
+[mqtt]
+url = "{broker.url}"
+reconnect_min_s = 0.1
+reconnect_max_s = 0.5
+
+[sla]
+acknowledge_s = 300
+
+[[links]]
+name = "vhf"
+protocol = "aprs"
+url = "{tnc.url}"
+callsign = "{GATEWAY}"
+retry_intervals_s = [60.0]
+channel_baud = 9600
+txdelay_s = 0.01
+txtail_s = 0.0
+gap_s = 0.0
+reconnect_min_s = 0.1
+reconnect_max_s = 0.3
+
+[[units]]
+id = "zhang-wei"
+devices = ["vhf:{STATION}"]
+"""
+
+
+def said(tnc: KissTnc, task_id: str) -> AprsMessage:
+    """The gateway's message carrying ``task_id``'s text."""
+    found = [m for m in tnc.messages() if isinstance(m, AprsMessage) and f" {task_id} " in m.text]
+    assert found, f"{task_id} was not transmitted"
+    return found[0]
+
+
+def acked(tnc: KissTnc, msgno: str) -> int:
+    return sum(1 for m in tnc.messages() if isinstance(m, AprsAck) and m.msgno == msgno)
+
+
+def stage_events(messages: list[Received], task_id: str, stage: str) -> list[dict[str, str]]:
+    return [e for e in events(messages, task_id) if e["stage"] == stage]
+
+
+@pytest.mark.timeout(120)
+def test_a_reply_ack_picks_its_task_and_a_repeat_after_restart_changes_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, centre: Collector
+) -> None:
+    tnc = KissTnc()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(tnc_config(tmp_path / "data", mosquitto, tnc), encoding="utf-8")
+    daemons = [GatewayProcess(cfg, tmp_path / "gateway.log").start()]
+    try:
+        tnc.wait_connected(1)
+        for task_id in ("a", "b", "c"):
+            centre.client.publish(f"{BASE}/tasks/dispatch", task(task_id, "zhang-wei"), 1)
+        centre.wait_for(
+            lambda ms: all(stage_events(ms, t, "transmitted") for t in "abc"), 15, "all sent"
+        )
+        # The person answers c with the radio's reply key: an APRS 1.1 reply-ack naming
+        # the message that carried c, while a and b still wait.
+        answer_c = encode_message(GATEWAY, "收到", "R1", reply_ack=said(tnc, "c").msgno)
+        tnc.send([aprs_frame(STATION, answer_c)])
+        got = centre.wait_for(lambda ms: bool(stage_events(ms, "c", "acknowledged")), 10, "c acked")
+        assert stage_events(got, "c", "acknowledged")[0]["detail"].startswith(
+            "reply to its message"
+        )
+        # A bare answer: the oldest waiting, a.
+        tnc.send([aprs_frame(STATION, encode_message(GATEWAY, "收到", "R2"))])
+        got = centre.wait_for(lambda ms: bool(stage_events(ms, "a", "acknowledged")), 10, "a acked")
+        assert stage_events(got, "a", "acknowledged")[0]["detail"].startswith("oldest of 2")
+        wait_until(lambda: acked(tnc, "R2") >= 1, 10, "R2 acked on the air")
+
+        # The gateway dies; the radio, not having heard the ack, repeats R2 after the restart.
+        daemons[0].kill9()
+        daemons.append(GatewayProcess(cfg, tmp_path / "gateway.log").start())
+        tnc.wait_connected(2)
+        before = acked(tnc, "R2")
+        tnc.send([aprs_frame(STATION, encode_message(GATEWAY, "收到", "R2"))])
+        wait_until(lambda: acked(tnc, "R2") > before, 15, "the repeat acked again")
+        time.sleep(0.5)
+        assert not stage_events(centre.snapshot(), "b", "acknowledged")  # applied once only
+
+        # What b's person said on voice, recorded by the centre.
+        requester = Collector(mosquitto.host, mosquitto.port, [f"{BASE}/response/#"]).start()
+        try:
+            ask = requester.client.publish
+            report = {"task_id": "b", "unit": "zhang-wei", "stage": "acknowledged", "by": "王调度"}
+            ask(f"{BASE}/request/report_stage", json.dumps(report), 1).wait_for_publish(5)
+            got = centre.wait_for(lambda ms: bool(stage_events(ms, "b", "acknowledged")), 10, "b")
+            event = stage_events(got, "b", "acknowledged")[0]
+            assert (event["source"], event["by"]) == ("centre", "王调度")
+            future = rfc3339(utc_now() + timedelta(hours=1))
+            for bad in (
+                report,  # the same again: backwards
+                {**report, "task_id": "nope"},
+                {**report, "stage": "on_scene", "at": future},
+            ):
+                ask(f"{BASE}/request/report_stage", json.dumps(bad), 1).wait_for_publish(5)
+            answers = requester.wait_for(lambda ms: len(ms) >= 4, 10, "every report_stage answered")
+            assert [m.json()["status"] for m in answers] == ["ok", "error", "error", "error"]
+        finally:
+            requester.stop()
+        time.sleep(0.3)
+        assert len(stage_events(centre.snapshot(), "b", "acknowledged")) == 1
+        assert not stage_events(centre.snapshot(), "b", "on_scene")
+        assert daemons[-1].terminate() == 0
+        journal = Journal.open(tmp_path / "data" / "journal.sqlite")
+        stored = {s.stage: s for s in TaskStore(journal).stages("b", "zhang-wei")}
+        journal.close()
+        assert (stored["acknowledged"].source, stored["acknowledged"].reported_by) == (
+            "centre",
+            "王调度",
+        )
+        assert "on_scene" not in stored
+    finally:
+        for daemon in daemons:
+            daemon.ensure_stopped()
+        tnc.close()

@@ -34,7 +34,7 @@ from gateway.model import utc_now
 from gateway.mqtt import InboundMessage, MqttBridge
 from gateway.topics import Topics
 from protocols import ax25, kiss
-from protocols.aprs import encode_position
+from protocols.aprs import AprsAck, AprsMessage, decode_frame, encode_position
 from protocols.nmea.framing import encode_sentence
 from tests.support import Collector, GatewayProcess, Received, run_async, wait_until
 
@@ -46,7 +46,8 @@ GATEWAY_CALL = "BH4GW-10"
 
 class KissTnc:
     """A KISS TCP "TNC" the daemon dials: the test puts frames on the air through it and
-    reads what the gateway transmits. Nobody on its channel ever acks anything."""
+    reads what the gateway transmits. Nobody on its channel acks anything unless the test
+    sends it. A gateway that reconnects (after a restart) is served again."""
 
     def __init__(self) -> None:
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -55,6 +56,7 @@ class KissTnc:
         self._connected = threading.Event()
         self._lock = threading.Lock()
         self.transmitted = bytearray()
+        self.connections = 0
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -63,26 +65,49 @@ class KissTnc:
         return f"tcp://127.0.0.1:{self.port}"
 
     def _serve(self) -> None:
-        try:
-            conn, _ = self._server.accept()
-        except OSError:
-            return
-        self._conn = conn
-        self._connected.set()
         while True:
             try:
-                data = conn.recv(65536)
+                conn, _ = self._server.accept()
             except OSError:
                 return
-            if not data:
-                return
-            with self._lock:
-                self.transmitted += data
+            self._conn = conn
+            self.connections += 1
+            self._connected.set()
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                with self._lock:
+                    self.transmitted += data
+            self._connected.clear()
+            conn.close()
+
+    def wait_connected(self, count: int = 1, timeout_s: float = 15.0) -> None:
+        wait_until(
+            lambda: self.connections >= count and self._connected.is_set(),
+            timeout_s,
+            f"gateway connection {count} to the TNC",
+        )
 
     def send(self, frames: list[bytes]) -> None:
         assert self._connected.wait(15), "the gateway never connected to the TNC"
         assert self._conn is not None
         self._conn.sendall(b"".join(frames))
+
+    def messages(self) -> list[AprsMessage | AprsAck]:
+        """The APRS messages and acks the gateway has transmitted so far."""
+        with self._lock:
+            data = bytes(self.transmitted)
+        out: list[AprsMessage | AprsAck] = []
+        for item in kiss.KissDecoder().feed(data):
+            if isinstance(item, kiss.KissFrame):
+                packet = decode_frame(ax25.decode(item.payload))
+                if isinstance(packet, AprsMessage | AprsAck):
+                    out.append(packet)
+        return out
 
     def close(self) -> None:
         self._server.close()
