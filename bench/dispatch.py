@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from firmware_stubs.aprs_radio import AprsRadio  # noqa: E402
-from gateway.broker import Mosquitto  # noqa: E402
+from gateway.devkit.broker import Mosquitto  # noqa: E402
 from gateway.model import rfc3339, utc_now  # noqa: E402
 from protocols import ax25, kiss  # noqa: E402
 from protocols.aprs import AprsMessage, decode_frame, encode_mic_e, encode_position  # noqa: E402

@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(duration_s: float, log_level: str, broker: str) -> int:
-    from gateway.demo import run_demo  # noqa: PLC0415 - only the demo needs the stubs
+    from gateway.devkit.demo import run_demo  # noqa: PLC0415 - only the demo needs the stubs
 
     setup_logging(log_level)
     return asyncio.run(run_demo(duration_s=duration_s, broker=broker))

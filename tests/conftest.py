@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import BrokerUnavailable, Mosquitto
+from gateway.devkit.broker import BrokerUnavailable, Mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FIELDLINK_SHARED", ROOT.parent / "shared"))

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from gateway.alarms import AlarmBook, AlarmNotRaised
-from gateway.broker import Mosquitto
+from gateway.devkit.broker import Mosquitto
 from gateway.journal import Journal, OutboxFull
 from gateway.model import Alarm, AlarmKind, DeviceRef, Position, utc_now
 from gateway.mqtt import InboundMessage, MqttBridge

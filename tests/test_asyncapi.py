@@ -1,4 +1,4 @@
-"""The AsyncAPI document (docs/asyncapi.json) against its own structure, the SPEC topic table,
+"""The AsyncAPI document (gateway/asyncapi.json) against its own structure, the SPEC topic table,
 hand-written examples, and what the daemon really publishes on a real mosquitto."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from firmware_stubs.nmea_gps import GpsPty, NmeaGps
-from gateway.asyncapi import (
+from gateway.config import MQTT_OPTIONS
+from gateway.devkit.asyncapi import (
     AsyncApiError,
     actions_for_channel,
     address_parameters,
@@ -30,8 +31,7 @@ from gateway.asyncapi import (
     schema_for_component,
     schema_for_topic,
 )
-from gateway.broker import Mosquitto
-from gateway.config import MQTT_OPTIONS
+from gateway.devkit.broker import Mosquitto
 from gateway.mqtt import PACKET_OVERHEAD_BYTES
 from gateway.topics import Topics
 from tests.support import Collector, GatewayProcess, Received, wait_until

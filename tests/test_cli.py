@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import Mosquitto
 from gateway.cli import main
 from gateway.config import LinkConfig, parse_config
 from gateway.daemon import Gateway
+from gateway.devkit.broker import Mosquitto
 from gateway.drivers.registry import PROTOCOLS, not_built_message
 from gateway.errors import ConfigError
 from tests.conftest import ROOT

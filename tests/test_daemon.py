@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from firmware_stubs.nmea_gps import GpsPty, NmeaGps
-from gateway.broker import Mosquitto, free_port
+from gateway.devkit.broker import Mosquitto, free_port
 from gateway.journal import Journal
 from protocols.nmea.framing import encode_sentence
 from tests.conftest import ROOT

@@ -18,9 +18,9 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway.broker import Mosquitto
 from gateway.cli import main
 from gateway.config import Config, parse_config
+from gateway.devkit.broker import Mosquitto
 from gateway.dispatch_cli import TaskFollower, build_task, default_timeout_s, follow_task
 from gateway.topics import Topics
 from tests.conftest import ROOT

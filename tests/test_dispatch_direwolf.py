@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from firmware_stubs.aprs_radio import AprsRadio
-from gateway.broker import Mosquitto
+from gateway.devkit.broker import Mosquitto
 from gateway.model import rfc3339, utc_now
 from tests.conftest import IN_CI
 from tests.direwolf_peer import DirewolfPair

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from firmware_stubs.aprs_radio import AprsRadio
-from gateway.broker import Mosquitto
+from gateway.devkit.broker import Mosquitto
 from gateway.journal import Journal
 from gateway.model import rfc3339, utc_now
 from gateway.taskstore import TaskStore

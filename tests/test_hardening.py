@@ -26,9 +26,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from firmware_stubs.nmea_gps import GpsPty
-from gateway.broker import Mosquitto
 from gateway.config import load_config
 from gateway.daemon import Gateway
+from gateway.devkit.broker import Mosquitto
 from gateway.journal import Journal
 from gateway.model import utc_now
 from gateway.mqtt import InboundMessage, MqttBridge

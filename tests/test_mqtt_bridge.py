@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import Mosquitto
 from gateway.config import Config, parse_config
+from gateway.devkit.broker import Mosquitto
 from gateway.journal import Journal
 from gateway.model import utc_now
 from gateway.mqtt import InboundMessage, MqttBridge

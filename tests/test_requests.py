@@ -15,7 +15,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from firmware_stubs.nmea_gps import GpsPty, NmeaGps
-from gateway.broker import Mosquitto
+from gateway.devkit.broker import Mosquitto
 from tests.support import GatewayProcess, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(90)]

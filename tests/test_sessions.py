@@ -22,8 +22,8 @@ from types import MappingProxyType
 import pytest
 
 from firmware_stubs.nmea_gps import NmeaGps
-from gateway.broker import free_port
 from gateway.config import LinkConfig, UnitConfig
+from gateway.devkit.broker import free_port
 from gateway.drivers.base import Driver
 from gateway.drivers.nmea.driver import NmeaDriver
 from gateway.links import LinkSupervisor

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import free_port
 from gateway.config import SerialSettings
+from gateway.devkit.broker import free_port
 from gateway.errors import LinkError
 from gateway.transport import Connection, Server, open_connection, parse_url
 from tests.support import run_async

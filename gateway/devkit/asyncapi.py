@@ -1,4 +1,4 @@
-"""The AsyncAPI document of the MQTT interface (``docs/asyncapi.json``), read as data.
+"""The AsyncAPI document of the MQTT interface (``gateway/asyncapi.json``), read as data.
 
 The document is the machine-readable form of SPEC section 5. This module finds the channel
 a concrete topic belongs to and hands out its payload JSON Schema with every local ``$ref``
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_PATH = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.json"
+DEFAULT_PATH = Path(__file__).resolve().parents[1] / "asyncapi.json"
+"""The document, installed with the package (``docs/asyncapi.json`` links to it)."""
 
 MULTI_LEVEL_PARAMETERS = frozenset({"base"})
 """Address parameters that may span several topic levels (``mqtt.base_topic`` may be

@@ -33,10 +33,10 @@ from firmware_stubs.aprs_radio import AprsRadio
 from firmware_stubs.nmea_gps import GpsPty, NmeaGps, serve_pty, serve_tcp
 from firmware_stubs.radio_net import RadioNet
 from gateway import sla
-from gateway.broker import free_port, local_broker
 from gateway.channel import afsk1200_airtime_s
 from gateway.config import Config, parse_config
 from gateway.daemon import Gateway
+from gateway.devkit.broker import free_port, local_broker
 from gateway.model import rfc3339, utc_now
 from gateway.systemd import Notifier
 
