@@ -466,7 +466,9 @@ class Dispatcher:
         if a.task.expires_at is not None:
             deadline = min(deadline, a.task.expires_at)
         # A task created long before it reached us still gets one fair try.
-        received = datetime.fromisoformat(a.row.received_at.replace("Z", "+00:00"))
+        received = jsonin.parse_rfc3339(
+            a.row.received_at, "received_at", earliest=jsonin.CLOCK_EARLIEST
+        )
         return max(deadline, received + timedelta(seconds=UNREACHABLE_RETRY_S * 5))
 
     async def _deliver(self, a: Assignment) -> None:

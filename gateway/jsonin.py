@@ -41,6 +41,9 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 """Earliest time :func:`parse_rfc3339` accepts by default."""
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 """Latest time :func:`parse_rfc3339` accepts by default."""
+CLOCK_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""Earliest time the gateway's own clock may have written to the journal: a box whose clock
+was never set (no RTC, no NTP yet) starts in 1970, and its journal must still be read."""
 
 _REASON_CHARS = 120
 _QUOTE_CHARS = 40

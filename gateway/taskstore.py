@@ -51,6 +51,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from gateway import jsonin
 from gateway.journal import Journal
 from gateway.model import rfc3339
 
@@ -235,7 +236,9 @@ class TaskStore:
         """Seconds since the task was received, on the monotonic clock where it can be."""
         if task.received_boot == self.boot and task.received_boot != "unknown":
             return round(time.monotonic() - task.received_mono, 3)
-        received = datetime.fromisoformat(task.received_at.replace("Z", "+00:00"))
+        received = jsonin.parse_rfc3339(
+            task.received_at, "received_at", earliest=jsonin.CLOCK_EARLIEST
+        )
         return round((at - received).total_seconds(), 3)
 
     def record_stage(
