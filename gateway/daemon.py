@@ -144,21 +144,26 @@ class Gateway:
         unit = self.units.admit(device)
         if unit is None:
             return
-        now = time.monotonic()
-        offline_after = self._offline_after(device.link)
-        self._last_heard[unit] = (now, device.link, offline_after)
+        link = device.link
+        last = self._last_heard.get(unit)
+        # A link's offline time is configuration: looked up again only when the link changes.
+        offline_after = last[2] if last is not None and last[1] == link else None
+        if offline_after is None:
+            offline_after = self._offline_after(link)
+        self._last_heard[unit] = (time.monotonic(), link, offline_after)
         if self._availability.get(unit) is not Availability.ONLINE:
-            self._set_availability(unit, Availability.ONLINE, device.link)
+            self._set_availability(unit, Availability.ONLINE, link)
 
     def position(self, position: Position) -> None:
         unit = self.units.admit(position.device)
         if unit is None:
             return
-        verdict = plausible.check(
-            position, utc_now(), max_fix_age_s=self.config.gateway.max_fix_age_s
-        )
-        if verdict.dropped:
-            self._implausible(position, verdict.dropped, whole=verdict.position is None)
+        now = utc_now()
+        max_fix_age_s = self.config.gateway.max_fix_age_s
+        if not plausible.clean(position, now, max_fix_age_s=max_fix_age_s):
+            verdict = plausible.check(position, now, max_fix_age_s=max_fix_age_s)
+            if verdict.dropped:
+                self._implausible(position, verdict.dropped, whole=verdict.position is None)
             if verdict.position is None:
                 return
             position = verdict.position

@@ -15,7 +15,7 @@ payload bytes, never protocol frames. What it promises (SPEC sections 5 and 7):
   outbox drain (in order among themselves, acknowledged like the rest, with window slots
   no other row may take, so paho never queues one behind a task event), and while one is
   waiting to be handed to paho the QoS 0 position stream pauses; paho's unsent backlog is
-  kept short (:data:`PAHO_BACKLOG_MAX`) and so is the kernel's (:data:`NOTSENT_LOWAT_BYTES`),
+  kept short (:data:`PAHO_BACKLOG_MAX_BYTES`) and so is the kernel's (:data:`NOTSENT_LOWAT_BYTES`),
   so an alarm is never written behind thousands of queued positions;
 * inbound messages are committed to the journal *before* the broker gets its
   PUBACK: paho's manual acknowledgement is switched on; the CONNECT property
@@ -79,13 +79,22 @@ PUBLISH_TIMEOUT_S = 15.0
 STOP_FLUSH_TIMEOUT_S = 5.0
 LIVE_QUEUE_MAX = 10_000
 """QoS 0 values waiting to be written while connected; the oldest go first when full."""
-PAHO_BACKLOG_MAX = 50
-"""QoS 0 packets paho may hold unsent before we stop handing it more and let the socket
-drain: an alarm handed to paho is written behind at most this many positions (about 14 kB)
-plus a burst of 64. Measured: against a local mosquitto the backlog never passed 60 even
-unbounded, and saturated throughput (``bench/positions.py``) was the same at 50, 200 and
-2,000; through a 1 MB/s uplink carrying 5,000 positions/s (1.3 MB/s), alarm p99 was 177 ms
-at 200 and 129 ms at 50 (with :data:`NOTSENT_LOWAT_BYTES`)."""
+LIVE_BATCH_MAX = 64
+"""QoS 0 values handed to paho at once, as one buffer of back-to-back PUBLISH packets: one
+entry in paho's queue, one ``send`` and one read for the broker per batch instead of per
+position. paho's own ``publish`` costs per packet (a message info, a send, and for every
+QoS 0 packet written an ``on_publish`` callback that builds a reason code and a properties
+object) were a third of the daemon's time at saturation (``docs/performance.md``)."""
+LIVE_BURST_MAX = 1024
+"""QoS 0 values written before the live drain yields to the other tasks even though the
+socket takes them: the drain empties what the drivers queued in one turn, so a fast link
+does not make the queue overflow, and no turn runs long (about 1 ms for 1,024)."""
+PAHO_BACKLOG_MAX_BYTES = 16_384
+"""QoS 0 bytes paho may hold unsent before we stop handing it more and let the socket drain:
+an alarm handed to paho is written behind at most this plus one batch (about 34 kB, some 120
+positions), as before batching (50 packets plus a burst of 64). Against a local mosquitto the
+backlog is written within a loop iteration; through a slow uplink it bounds what an alarm
+waits behind, with :data:`NOTSENT_LOWAT_BYTES` bounding the kernel's share."""
 PACKET_OVERHEAD_BYTES = 8192
 """Room in the announced Maximum Packet Size for the topic and properties beside the payload."""
 RESPONSE_QUEUE_MAX = 1000
@@ -95,7 +104,7 @@ ABANDON_TIMEOUT_S = 2.0
 NOTSENT_LOWAT_BYTES = 16_384
 """Unsent bytes the kernel may hold for the broker's socket (Linux ``TCP_NOTSENT_LOWAT``).
 Beyond it a write waits, so on an uplink slower than the position stream the backlog stays
-in paho's queue, which :data:`PAHO_BACKLOG_MAX` bounds, instead of megabytes of kernel send
+in paho's queue, which :data:`PAHO_BACKLOG_MAX_BYTES` bounds, instead of megabytes of kernel send
 buffer that an alarm would queue behind (1 MB/s uplink, 5,000 positions/s: alarm p99 1.27 s
 without it, 0.23 s with it at a backlog of 200). No effect on loopback or a fast LAN."""
 _SOCKET_OPTIONS: list[tuple[int, int, int]] = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -503,31 +512,42 @@ class MqttBridge:
 
     async def _publish_retained(self, client: aiomqtt.Client) -> None:
         paho_client = client._client  # noqa: SLF001 - QoS 0 without a task per message
+        live = self._live
+        # Per topic: its PUBLISH variable header (length-prefixed name, MQTT 5's empty
+        # property list), validated as paho would; for this session, bounded.
+        topic_fields: dict[str, bytes] = {}
+        v5 = self._cfg.protocol == "5"
         while True:
             await self._dirty_event.wait()
             self._dirty_event.clear()
             burst = 0
-            while self._live or self._dirty:
+            while live or self._dirty:
                 if self._urgent_waiting():
                     # An alarm is about to be handed to paho: nothing goes ahead of it.
                     self._urgent_handed.clear()
                     await self._urgent_handed.wait()
                     continue
-                if self._live:
-                    topic, payload = self._live.popleft()
-                    qos = 0
-                else:
-                    topic = next(iter(self._dirty))
-                    del self._dirty[topic]
-                    payload, qos = self._retained[topic]
-                if qos == 0:
-                    info = paho_client.publish(topic, payload, 0, True)
-                    if info.rc != paho.MQTT_ERR_SUCCESS:
-                        self._dirty[topic] = None
-                        raise aiomqtt.MqttCodeError(info.rc, f"could not publish {topic}")
-                    burst += 1
-                    if burst % 64 == 0:
+                if live:
+                    batch = [live.popleft() for _ in range(min(len(live), LIVE_BATCH_MAX))]
+                    _write_retained_qos0(paho_client, batch, topic_fields, v5=v5)
+                    self.published += len(batch)
+                    burst += len(batch)
+                    if (
+                        burst >= LIVE_BURST_MAX
+                        or _unsent_bytes(paho_client) > PAHO_BACKLOG_MAX_BYTES
+                    ):
+                        burst = 0
                         await self._let_socket_drain(paho_client)
+                    continue
+                topic = next(iter(self._dirty))
+                del self._dirty[topic]
+                payload, qos = self._retained[topic]
+                if qos == 0:
+                    try:
+                        _write_retained_qos0(paho_client, [(topic, payload)], topic_fields, v5=v5)
+                    except aiomqtt.MqttError:
+                        self._dirty[topic] = None
+                        raise
                 else:
                     await client.publish(
                         topic, payload, qos=qos, retain=True, timeout=PUBLISH_TIMEOUT_S
@@ -536,11 +556,107 @@ class MqttBridge:
 
     @staticmethod
     async def _let_socket_drain(paho_client: paho.Client) -> None:
-        """Yield to the socket writer; wait while paho's unsent backlog is large."""
+        """Yield to the other tasks; wait while paho's unsent backlog is large."""
         await asyncio.sleep(0)
         # paho offers no event for "backlog drained"; this polls at 1 ms while it is large.
-        while len(paho_client._out_packet) > PAHO_BACKLOG_MAX:  # noqa: SLF001, ASYNC110
+        while _unsent_bytes(paho_client) > PAHO_BACKLOG_MAX_BYTES:  # noqa: ASYNC110
             await asyncio.sleep(0.001)
+
+
+_PUBLISH_QOS0_RETAIN = 0x31
+"""PUBLISH fixed header, first byte: type 3, DUP 0, QoS 0, RETAIN 1."""
+_TOPIC_FIELDS_MAX = 100_000
+"""Topics whose PUBLISH variable header one session keeps ready (one per unit, and a few)."""
+_FIXED_HEADERS: dict[int, bytes] = {}
+"""Remaining length -> PUBLISH fixed header (for lengths below 16 kB: a few hundred at most)."""
+
+
+def _fixed_header(remaining: int) -> bytes:
+    """0x31 and the MQTT variable byte integer of ``remaining``."""
+    header = _FIXED_HEADERS.get(remaining)
+    if header is not None:
+        return header
+    if remaining > 268_435_455:
+        raise ValueError("Packet too large")
+    out = bytearray((_PUBLISH_QOS0_RETAIN,))
+    rest = remaining
+    while True:
+        byte = rest & 0x7F
+        rest >>= 7
+        out.append(byte | 0x80 if rest else byte)
+        if not rest:
+            break
+    header = bytes(out)
+    if remaining < 16_384:
+        _FIXED_HEADERS[remaining] = header
+    return header
+
+
+def _topic_field(topic: str, *, v5: bool) -> bytes:
+    """A PUBLISH variable header for QoS 0: the topic name, and MQTT 5's empty properties."""
+    name = topic.encode()
+    # paho's own checks (Client._raise_for_invalid_topic), which publish() would make.
+    if b"+" in name or b"#" in name:
+        raise ValueError("Publish topic cannot contain wildcards.")
+    if not name or len(name) > 65535:
+        raise ValueError("Publish topic is empty or too long.")
+    return len(name).to_bytes(2, "big") + name + (b"\x00" if v5 else b"")
+
+
+def _write_retained_qos0(
+    paho_client: paho.Client,
+    batch: list[tuple[str, bytes]],
+    topic_fields: dict[str, bytes],
+    *,
+    v5: bool,
+) -> None:
+    """Queue ``batch`` in paho as one buffer of retained QoS 0 PUBLISH packets and write it.
+
+    The bytes are those ``paho_client.publish(topic, payload, 0, True)`` would queue for each.
+    The buffer joins the end of paho's queue, so it is written in order with whatever is
+    there (QoS 1 publishes handed over before it); it is written at once, here, as paho's
+    socket writer would: what the socket does not take waits in the queue, and paho has the
+    event loop's writer finish it.
+    """
+    if paho_client._sock is None:  # noqa: SLF001 - what publish() checks
+        raise aiomqtt.MqttCodeError(paho.MQTT_ERR_NO_CONN, "could not publish: not connected")
+    parts: list[bytes] = []
+    append = parts.append
+    for topic, payload in batch:
+        field = topic_fields.get(topic)
+        if field is None:
+            if len(topic_fields) >= _TOPIC_FIELDS_MAX:
+                topic_fields.clear()
+            field = topic_fields[topic] = _topic_field(topic, v5=v5)
+        append(_fixed_header(len(field) + len(payload)))
+        append(field)
+        append(payload)
+    packet = b"".join(parts)
+    # paho has no public way to queue bytes it did not build. Its queue entries are the
+    # bytes and what to do once they are written; command 0 (no MQTT packet type) asks for
+    # nothing: a QoS 0 PUBLISH entry would make paho build a message info, and call
+    # on_publish with a new reason code and properties object, which nobody waits for.
+    # Writing here (rather than Client._packet_queue, which asks for the event loop's writer
+    # through call_soon_threadsafe every time) costs one send() per batch.
+    paho_client._out_packet.append(  # noqa: SLF001
+        {
+            "command": 0,
+            "mid": 0,
+            "qos": 0,
+            "pos": 0,
+            "to_process": len(packet),
+            "packet": packet,
+            "info": None,
+        }
+    )
+    rc = paho_client.loop_write()
+    if rc != paho.MQTT_ERR_SUCCESS:
+        raise aiomqtt.MqttCodeError(rc, "could not publish")
+
+
+def _unsent_bytes(paho_client: paho.Client) -> int:
+    """Bytes paho holds that are not yet written to the socket."""
+    return sum(packet["to_process"] for packet in paho_client._out_packet)  # noqa: SLF001
 
 
 def _only(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:

@@ -31,7 +31,9 @@ Normalisations (no reason added, the position is a new object):
   are.
 
 The clean case (nothing wrong) returns the very same ``Position`` object with ``dropped == ()``:
-a handful of comparisons and one ``timedelta``, on the hot path of every fix. Times are compared
+a handful of comparisons and one ``timedelta``, on the hot path of every fix. ``clean`` is that
+case alone, as a bool (no ``Verdict`` made): the gateway asks it first and ``check`` only when
+it says no; ``check`` asks it first too, so the two cannot disagree. Times are compared
 by subtracting two datetimes (a ``timedelta`` always holds the difference, even between year 1
 and 9999), never by adding a ``timedelta`` to one, which can overflow.
 """
@@ -60,6 +62,7 @@ __all__ = [
     "SPEED_KMH_MAX",
     "Verdict",
     "check",
+    "clean",
 ]
 
 # --- limits ---------------------------------------------------------------------------------------
@@ -127,6 +130,41 @@ _MAX_FUTURE: Final = timedelta(seconds=MAX_FUTURE_S)
 _CLEAN: Final[tuple[str, ...]] = ()
 
 
+def clean(position: Position, now: datetime, *, max_fix_age_s: float, live: bool = True) -> bool:
+    """True when nothing is wrong with ``position``: ``check`` would return it unchanged,
+    with no reason. The hot path of every fix, and no object made for it.
+
+    False only means "ask ``check``": it is also False for what ``check`` merely normalises
+    (a course of 360, a time that is not in ``datetime.UTC``).
+    """
+    # Range comparisons are False for NaN, so they reject non-finite values too.
+    lat = position.lat
+    lon = position.lon
+    fix = position.fix_time
+    if (
+        not (-LAT_MAX <= lat <= LAT_MAX and -LON_MAX <= lon <= LON_MAX)
+        or (lat == 0 and lon == 0)
+        or fix.tzinfo is not UTC
+        or now.tzinfo is not UTC
+    ):
+        return False
+    ahead = fix - now
+    if ahead > _MAX_FUTURE or (live and ahead.total_seconds() < -max_fix_age_s):
+        return False
+    alt = position.alt_m
+    speed = position.speed_kmh
+    course = position.course_deg
+    satellites = position.satellites
+    hdop = position.hdop
+    return (
+        (alt is None or ALT_M_MIN <= alt <= ALT_M_MAX)
+        and (speed is None or 0 <= speed <= SPEED_KMH_MAX)
+        and (course is None or 0 <= course < COURSE_DEG_MAX)
+        and (satellites is None or 0 <= satellites <= SATELLITES_MAX)
+        and (hdop is None or 0 < hdop <= HDOP_MAX)
+    )
+
+
 def check(position: Position, now: datetime, *, max_fix_age_s: float, live: bool = True) -> Verdict:  # noqa: PLR0911 - one early return per reason, on the hot path
     """Decide whether ``position`` is published, and with which fields (see the module doc).
 
@@ -134,6 +172,8 @@ def check(position: Position, now: datetime, *, max_fix_age_s: float, live: bool
     ``max_fix_age_s`` seconds is dropped; a NaN ``max_fix_age_s`` drops nothing for age, +inf
     neither. Never raises for any float/int values (NaN, inf, huge, negative), any datetime.
     """
+    if clean(position, now, max_fix_age_s=max_fix_age_s, live=live):
+        return Verdict(position, _CLEAN)
     # Position: range comparisons are False for NaN, so they reject non-finite values too.
     lat = position.lat
     if not -LAT_MAX <= lat <= LAT_MAX:

@@ -30,6 +30,8 @@ class UnitDirectory:
                 DeviceRef(link.name)
             )
         self._cache: dict[DeviceRef, str] = {}
+        self._admitted: dict[DeviceRef, str] = {}  # devices admit() said yes to (bounded)
+        self._last_admitted: tuple[DeviceRef | None, str] = (None, "")
         self._configured = frozenset(self._by_device.values())
         self._max_implicit = config.gateway.max_implicit_units
         self._implicit: set[str] = set()
@@ -44,8 +46,19 @@ class UnitDirectory:
     def admit(self, device: DeviceRef) -> str | None:
         """The unit of ``device``, or None for a stranger beyond ``gateway.max_implicit_units``
         (counted, and logged at most once a minute): what strangers can make is bounded."""
+        # A device admitted once is admitted for good (configured and implicit units are
+        # never forgotten), so its answer is kept: by identity for the last one (a driver
+        # reports one link's device with the same object), else by value.
+        last_device, last_unit = self._last_admitted
+        if device is last_device:
+            return last_unit
+        unit = self._admitted.get(device)
+        if unit is not None:
+            self._last_admitted = (device, unit)
+            return unit
         unit = self.resolve(device)
         if unit in self._configured or unit in self._implicit:
+            self._remember(device, unit)
             return unit
         if len(self._implicit) >= self._max_implicit:
             self.implicit_refused += 1
@@ -57,7 +70,13 @@ class UnitDirectory:
             )
             return None
         self._implicit.add(unit)
+        self._remember(device, unit)
         return unit
+
+    def _remember(self, device: DeviceRef, unit: str) -> None:
+        if len(self._admitted) < CACHE_MAX:
+            self._admitted[device] = unit
+        self._last_admitted = (device, unit)
 
     def link(self, name: str) -> LinkConfig | None:
         return self._links.get(name)

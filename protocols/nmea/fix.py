@@ -19,8 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Final
 
-from protocols.nmea.sentences import GGA, GLL, GNS, RMC, VTG, ZDA, Message
+from protocols.nmea.records import positional_constructor
+from protocols.nmea.sentences import GGA, GLL, GNS, GSA, GSV, RMC, TXT, VTG, ZDA, Message
 
 __all__ = ["KMH_PER_KNOT", "Fix", "FixAssembler"]
 
@@ -44,6 +46,9 @@ class Fix:
     satellites: int | None
     hdop: float | None
     talker: str
+
+
+_new_fix: Final = positional_constructor(Fix)  # Fix(...), faster (see records.py)
 
 
 class _Epoch:
@@ -92,12 +97,16 @@ class _Epoch:
 # Sentence kinds the assembler uses, by exact type (one dict lookup instead of isinstance chains).
 _VTG, _RMC, _GGA, _GNS, _GLL, _ZDA = range(6)
 _KINDS: dict[type, int] = {VTG: _VTG, RMC: _RMC, GGA: _GGA, GNS: _GNS, GLL: _GLL, ZDA: _ZDA}
+# Types parse() makes that carry nothing for a position: known at once, too.
+_IGNORED: dict[type, None] = {GSA: None, GSV: None, TXT: None}
+_TIMED = (RMC, GGA, GLL, GNS, ZDA)
 
 
 def _kind_of(msg: Message) -> int | None:
     """The assembler's kind of ``msg``, or None for GSA, GSV, TXT (nothing for a position)."""
     kind = _KINDS.get(type(msg))
-    if kind is None:  # a subclass (never made by parse): classify it the slow way
+    if kind is None and type(msg) not in _IGNORED:
+        # A subclass (never made by parse): classify it the slow way.
         for cls, cls_kind in _KINDS.items():
             if isinstance(msg, cls):
                 return cls_kind
@@ -126,7 +135,7 @@ class FixAssembler:
             assert isinstance(msg, VTG)
             self._vtg(msg)
             return None
-        assert isinstance(msg, RMC | GGA | GLL | GNS | ZDA)
+        assert isinstance(msg, _TIMED)
         if kind == _RMC:
             self._sends_rmc = True
         elif kind == _GGA:
@@ -260,7 +269,7 @@ class FixAssembler:
         assert epoch.lat is not None
         assert epoch.lon is not None
         epoch.emitted = True
-        return Fix(
+        return _new_fix(
             datetime.combine(fix_date, epoch.time, tzinfo=UTC),
             epoch.lat,
             epoch.lon,

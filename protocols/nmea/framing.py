@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from protocols import ProtocolError
+from protocols.nmea.records import positional_constructor
 
 __all__ = [
     "REJECT_CHECKSUM",
@@ -83,6 +84,9 @@ class RawSentence:
     kind: str
     fields: tuple[str, ...]
     raw: bytes
+
+
+_raw_sentence: Final = positional_constructor(RawSentence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,13 +195,14 @@ class SentenceSplitter:
             del lines[0]
         limit = self._limit
         append = out.append
+        hex_value = _HEX.get
         for line in lines:
             if not line:
                 continue
             # Fast path, the common case: "$...*hh" with a valid hex checksum, no other start
             # character, short enough. For such a line _scan() finds no garbage and no oversize,
             # and _sentence() strips nothing, so checking it here gives the very same result.
-            expected = _HEX.get(line[-2:])
+            expected = hex_value(line[-2:])
             if (
                 expected is not None
                 and line[0] == 0x24  # "$"
@@ -206,8 +211,9 @@ class SentenceSplitter:
                 and line.rfind(b"$") == 0
                 and b"!" not in line
             ):
-                if checksum(line[1:-3]) == expected:
-                    append(_checked(line, line[1:-3]))
+                body = line[1:-3]
+                if checksum(body) == expected:
+                    append(_checked(line, body))
                 else:
                     append(Rejected(REJECT_CHECKSUM, line[:REJECT_DATA_BYTES]))
             else:
@@ -320,4 +326,4 @@ def _checked(line: bytes, body: bytes) -> RawSentence | Rejected:
         talker_kind = _address(address)
     if not talker_kind:
         return Rejected(REJECT_MALFORMED, line[:REJECT_DATA_BYTES])
-    return RawSentence(talker_kind[0], talker_kind[1], tuple(parts[1:]), line)
+    return _raw_sentence(talker_kind[0], talker_kind[1], tuple(parts[1:]), line)

@@ -11,13 +11,14 @@ sorts last in its minute and stays distinct from ``235959.xx``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, time
+from math import isfinite as _isfinite
 from typing import Final
 
 from protocols.nmea.framing import NmeaError, RawSentence
+from protocols.nmea.records import positional_constructor
 
 __all__ = [
     "GGA",
@@ -45,7 +46,7 @@ def _float(text: str) -> float | None:
     if not text:
         return None
     value = float(text)  # ValueError is turned into NmeaError by parse()
-    if not math.isfinite(value):
+    if not _isfinite(value):
         raise ValueError(f"non-finite number {text!r}")
     return value
 
@@ -178,10 +179,24 @@ _LONGITUDE: Final = ("E", "W", "longitude")
 
 
 def _lat(value_text: str, hemisphere: str) -> float | None:
+    # Fast path: text converted before (this epoch's other sentence, a receiver standing
+    # still) with a valid hemisphere; anything else takes the checked path.
+    cached = _LAT_CACHE.get(value_text)
+    if cached is not None:
+        if hemisphere == "N":
+            return cached
+        if hemisphere == "S":
+            return -cached
     return _coordinate(value_text, hemisphere, _LATITUDE, 90, _LAT_CACHE)
 
 
 def _lon(value_text: str, hemisphere: str) -> float | None:
+    cached = _LON_CACHE.get(value_text)
+    if cached is not None:
+        if hemisphere == "E":
+            return cached
+        if hemisphere == "W":
+            return -cached
     return _coordinate(value_text, hemisphere, _LONGITUDE, 180, _LON_CACHE)
 
 
@@ -372,6 +387,10 @@ class GNS:
 
 Message = RMC | GGA | GLL | VTG | GSA | GSV | ZDA | TXT | GNS
 
+# Most of the traffic, built by the fast constructor (the same objects, see records.py).
+_new_rmc: Final = positional_constructor(RMC)
+_new_gga: Final = positional_constructor(GGA)
+
 
 # --- decoders (field positions: docs/protocols/nmea.md section 2) ---------------------------------
 
@@ -388,7 +407,7 @@ def _rmc(talker: str, f: Fields) -> RMC:
     var = _float(f[9])
     if var is not None and f[10] == "W":
         var = -var
-    return RMC(
+    return _new_rmc(
         talker,
         _time(f[0]),
         f[1] or None,
@@ -407,7 +426,7 @@ def _gga(talker: str, f: Fields) -> GGA:
     if len(f) < 14:
         _need(f, 9, "GGA")
         f += _PAD[: 14 - len(f)]
-    return GGA(
+    return _new_gga(
         talker,
         _time(f[0]),
         _lat(f[1], f[2]),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from gateway.config import LinkConfig
 from gateway.drivers.base import Driver, EventSink
 from gateway.model import DeviceRef, LinkCounters, Position, utc_now
 from gateway.sessions import Session
 from gateway.transport import Connection
-from protocols.nmea.fix import Fix, FixAssembler
+from protocols.nmea.fix import FixAssembler
 from protocols.nmea.framing import NmeaError, Rejected, SentenceSplitter
 from protocols.nmea.sentences import parse
 
@@ -35,16 +37,19 @@ class NmeaDriver(Driver):
             max_line_bytes=self.link.option("max_line_bytes", int),
             require_checksum=self.link.option("require_checksum", bool),
         )
-        assembler = self._assembler
+        # The hot path of every fix: names bound once, not looked up per sentence.
+        feed, assemble, reject = splitter.feed, self._assembler.feed, self.rejects.reject
+        sink_position, sink_heard = self.sink.position, self.sink.heard
         device = DeviceRef(self.link.name)
         counters = self.counters
         while True:
             data = await conn.read()
             counters.rx_bytes += len(data)
+            received_at: datetime | None = None  # when this chunk arrived: once per read
             heard = False
-            for item in splitter.feed(data):
+            for item in feed(data):
                 if isinstance(item, Rejected):
-                    self.rejects.reject(item.reason, item.data)
+                    reject(item.reason, item.data)
                     continue
                 counters.frames += 1
                 heard = True
@@ -55,30 +60,20 @@ class NmeaDriver(Driver):
                 try:
                     message = parse(item)
                 except NmeaError as exc:
-                    self.rejects.reject("malformed", item.raw, f"{item.kind}: {exc}")
+                    reject("malformed", item.raw, f"{item.kind}: {exc}")
                     continue
                 if message is None:
                     continue
-                fix = assembler.feed(message)
+                fix = assemble(message)
                 if fix is not None:
-                    self._publish(device, fix)
+                    if received_at is None:
+                        received_at = utc_now()
+                    counters.positions += 1
+                    sink_position(
+                        Position(
+                            device, fix.lat, fix.lon, fix.fix_time, received_at, "nmea",
+                            fix.alt_m, fix.speed_kmh, fix.course_deg, fix.satellites, fix.hdop,
+                        )
+                    )  # fmt: skip
             if heard:
-                self.sink.heard(device)
-
-    def _publish(self, device: DeviceRef, fix: Fix) -> None:
-        self.counters.positions += 1
-        self.sink.position(
-            Position(
-                device=device,
-                lat=fix.lat,
-                lon=fix.lon,
-                fix_time=fix.fix_time,
-                received_at=utc_now(),
-                source="nmea",
-                alt_m=fix.alt_m,
-                speed_kmh=fix.speed_kmh,
-                course_deg=fix.course_deg,
-                satellites=fix.satellites,
-                hdop=fix.hdop,
-            )
-        )
+                sink_heard(device)
