@@ -61,6 +61,19 @@ FALLBACK_OFFLINE_AFTER_S = 1800.0
 
 MAX_REQUESTS_IN_FLIGHT = 32
 """Requests handled at once; beyond this a request is answered ``busy`` at once."""
+REQUEST_KEYS: dict[str, set[str]] = {
+    "task_status": {"task_id"},
+    "units": set(),
+    "nearest_units": {"lat", "lon", "limit"},
+    "sla": {"since"},
+    "poll_location": {"unit"},
+    "send_text": {"unit", "text"},
+    "report_stage": {"task_id", "unit", "stage", "at", "by", "note"},
+    "alarms": set(),
+    "clear_alarm": {"unit", "kind"},
+}
+"""The keys each request takes besides ``transaction``: anything else is refused, so a typo
+(``untis``) is an error, not an answer to a different question."""
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
 REQUEST_TIMEOUTS_S = {"send_text": 3600.0}
 """Per command, how long an answer may take; a request past it is answered with an error.
@@ -134,6 +147,7 @@ class Gateway:
         self.responses_refused = 0
         self._refusal_log = RateLimitedLog(log, 60.0)
         self._implausible_log = RateLimitedLog(log, 10.0)
+        self._sink_log = RateLimitedLog(log, 10.0)
         self._requests_in_flight: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -186,20 +200,28 @@ class Gateway:
         )
 
     def text(self, text: TextFromUnit) -> None:
-        unit = self.units.admit(text.device)
-        if unit is None:
-            return
-        if self.dispatcher.on_reply(unit, text):
-            return  # an answer to a task (its stage event says so), or a repeat
-        body = {"text": text.text, "at": rfc3339(text.at), "link": text.device.link}
-        self._emit(self.topics.message(unit), payloads.dumps(body))
+        try:
+            unit = self.units.admit(text.device)
+            if unit is None:
+                return
+            if self.dispatcher.on_reply(unit, text):
+                return  # an answer to a task (its stage event says so), or a repeat
+            body = {"text": text.text, "at": rfc3339(text.at), "link": text.device.link}
+            self._emit(self.topics.message(unit), payloads.dumps(body))
+        except Exception:  # noqa: BLE001 - a bug here must not take the driver's link down
+            self._sink_log.exception("text from %s could not be handled", text.device)
 
     def answer(self, answer: UnitAnswer) -> None:
-        unit = self.units.admit(answer.device)
-        if unit is None:
-            return
-        if not self.dispatcher.on_answer(unit, answer):
-            log.info("unit %s answered %s, and no task waits for that answer", unit, answer.stage)
+        try:
+            unit = self.units.admit(answer.device)
+            if unit is None:
+                return
+            if not self.dispatcher.on_answer(unit, answer):
+                log.info(
+                    "unit %s answered %s, and no task waits for that answer", unit, answer.stage
+                )
+        except Exception:  # noqa: BLE001 - a bug here must not take the driver's link down
+            self._sink_log.exception("answer from %s could not be handled", answer.device)
 
     def alarm(self, alarm: Alarm) -> None:
         unit = self.units.admit(alarm.device)
@@ -218,6 +240,8 @@ class Gateway:
             self.alarms.on_alarm(unit, alarm)
         except OutboxFull as exc:
             log.error("alarm lost: unit %s %s: %s", unit, alarm.kind.value, exc)  # noqa: TRY400 - the cause is stated
+        except Exception:  # a bug here must not take the driver's link down
+            log.exception("alarm of unit %s could not be handled", unit)
 
     # -- state published as retained topics ------------------------------------
 
@@ -492,6 +516,14 @@ class Gateway:
             )  # fmt: skip
             return
         handler = self._requests.get(command)
+        unknown = sorted(set(request) - REQUEST_KEYS.get(command, set()) - {"transaction"})
+        if handler is not None and unknown:
+            self.inbound_rejected += 1
+            self._answer(
+                message, command, "error", error=f"unknown keys: {', '.join(unknown)[:200]}",
+                transaction=transaction,
+            )  # fmt: skip
+            return
         if handler is None:
             self.inbound_rejected += 1
             self._answer(

@@ -27,16 +27,20 @@ class RateLimitedLog:
         self._last = now
         return True
 
-    def _log(self, level: int, msg: str, *args: object) -> None:
+    def _log(self, level: int, msg: str, *args: object, exc_info: bool = False) -> None:
         if not self._due():
             return
         if self.suppressed:
             msg += f" (and {self.suppressed} more like it since the last report)"
             self.suppressed = 0
-        self._logger.log(level, msg, *args)
+        self._logger.log(level, msg, *args, exc_info=exc_info)
 
     def warning(self, msg: str, *args: object) -> None:
         self._log(logging.WARNING, msg, *args)
 
     def error(self, msg: str, *args: object) -> None:
         self._log(logging.ERROR, msg, *args)
+
+    def exception(self, msg: str, *args: object) -> None:
+        """An error with the traceback of the exception being handled."""
+        self._log(logging.ERROR, msg, *args, exc_info=True)

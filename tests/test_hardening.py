@@ -247,6 +247,7 @@ def test_poison_messages_cannot_stop_the_daemon(
         "nearest_units": json.dumps({"lat": 1e308, "lon": 0}).encode(),
         "sla": json.dumps({"since": "0001-01-01T00:00:00+14:00"}).encode(),
         "send_text": json.dumps({"unit": "zhang-wei", "text": "\x00\x01"}).encode(),
+        "alarms": b'{"untis": 1}',  # a key no request takes
     }
     for command, body in requests.items():
         publish(pub, f"{BASE}/request/{command}", body)
