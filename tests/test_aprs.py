@@ -2,7 +2,7 @@
 
 Specs: APRS101 (https://op-co.de/tmp/APRS101/APRS.html) ch.6, 7, 8, 9, 10, 14, 16; reply-acks
 http://www.wa8lmf.net/bruninga/aprs/replyacks.txt; worked examples verified with aprslib and
-direwolf in ../shared/notes/kiss-ax25-aprs.md sections 3-5.
+direwolf in docs/protocols/aprs.md sections 3 and 4.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def test_error_is_protocol_error() -> None:
     assert issubclass(AprsError, ProtocolError)
 
 
-# --- Messages (APRS101 ch.14, notes section 3) ---------------------------------------------------
+# --- Messages (APRS101 ch.14, docs/protocols/aprs.md section 3) ---------------------------------
 
 
 def test_message_worked_example() -> None:
@@ -77,7 +77,8 @@ def test_ack_and_rej() -> None:
 
 @pytest.mark.parametrize("tail", [b" ", b"  ", b"\r\n", b"\n", b" \r"])
 def test_trailing_whitespace_keeps_acks_and_msgnos(tail: bytes) -> None:
-    # notes section 3: aprslib turns ":BH4ABC-9 :ack00019 " into a plain message; we must not.
+    # docs/protocols/aprs.md section 3: aprslib turns ":BH4ABC-9 :ack00019 " into a plain
+    # message; we must not.
     assert dec(b":BH4ABC-9 :ack00019" + tail) == AprsAck("BH4ABC-9", "00019")
     assert dec(b":BH4ABC-9 :hello{00019" + tail) == AprsMessage("BH4ABC-9", "hello", "00019")
 
@@ -257,7 +258,7 @@ def test_timestamps_pick_the_latest_past_date() -> None:
             dec(bad)
 
 
-# --- Positions: uncompressed (APRS101 ch.8, notes section 4) ---------------------------------
+# --- Positions: uncompressed (APRS101 ch.8, docs/protocols/aprs.md section 4) -------------------
 
 
 def test_uncompressed_vectors() -> None:

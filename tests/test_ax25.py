@@ -1,7 +1,7 @@
 """AX.25 frames inside KISS: hand vectors, error cases and round trips.
 
 Spec: AX.25 v2.0 (https://www.qsl.net/lz4ny/packet/ax25.htm) section 3.12 (address field), 4.3.3
-(UI control), 3.4 (PID); worked frame from ../shared/notes/kiss-ax25-aprs.md section 2.
+(UI control), 3.4 (PID); worked frame from docs/protocols/aprs.md section 2.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def test_encode_worked_frame() -> None:
 
 
 def test_c_bits_are_ignored() -> None:
-    # direwolf writes source SSID byte F2 (C=1) where a v2 encoder writes 72 (notes section 2).
+    # direwolf writes source SSID byte F2 (C=1) where a v2 encoder writes 72
+    # (docs/protocols/aprs.md section 2).
     direwolf_style = DEST + SRC[:6] + b"\xf2" + DIGI_LAST + b"\x03\xf0" + INFO
     assert decode(direwolf_style) == WORKED_FRAME
     v1_style = DEST[:6] + b"\x60" + SRC + DIGI_LAST + b"\x03\xf0" + INFO

@@ -2,7 +2,7 @@
 
 Spec: K3MC/KA9Q "The KISS TNC" (http://ir3ip.net/iw3fqg/doc/kiss.htm), sections "Asynchronous frame
 format" (FEND/FESC/TFEND/TFESC) and "Frame types"; worked frame and direwolf behaviour from
-../shared/notes/kiss-ax25-aprs.md section 1 and ../shared/notes/direwolf-peer.md section 8.
+docs/protocols/aprs.md section 1, and direwolf 1.6 itself (its KISS parameter frames).
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def test_encode_rejects_bad_type_nibbles(port: int, command: int) -> None:
 
 
 def test_parameter_commands() -> None:
-    # direwolf-peer.md section 8: C0 01 14 C0 sets TXDELAY 20 (200 ms); C0 02 FF C0 persistence 255.
+    # direwolf applies parameter frames: C0 01 14 C0 sets TXDELAY 20 (200 ms); C0 02 FF C0
+    # persistence 255.
     assert encode_tx_delay(200) == b"\xc0\x01\x14\xc0"
     assert encode_persistence(1.0) == b"\xc0\x02\xff\xc0"
     assert encode_persistence(0.25) == b"\xc0\x02\x3f\xc0"  # spec default P = 63
