@@ -30,7 +30,7 @@ from gateway.config import load_config
 from gateway.daemon import Gateway
 from gateway.devkit.broker import Mosquitto
 from gateway.journal import Journal
-from gateway.model import utc_now
+from gateway.model import DeviceRef, TextFromUnit, UnitAnswer, utc_now
 from gateway.mqtt import InboundMessage, MqttBridge
 from gateway.topics import Topics
 from protocols import ax25, kiss
@@ -617,3 +617,27 @@ def test_a_gateway_that_dies_of_a_bug_says_offline(tmp_path: Path, mosquitto: Mo
     )
     watcher.stop()
     assert json.loads(states[-1].payload)["state"] == "offline"
+
+
+def test_a_bug_behind_a_driver_callback_does_not_reach_the_driver(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In process: what a driver reports (text, answers) is handled under a catch-all, so a
+    bug in dispatch never takes the radio link down with it."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'[gateway]\nid = "gw1"\ndata_dir = "{tmp_path / "data"}"\n{UNIT}', encoding="utf-8"
+    )
+    gateway = Gateway(load_config(cfg))
+
+    def broken(*args: object) -> bool:
+        raise RuntimeError("a bug in dispatch")
+
+    gateway.dispatcher.on_reply = broken  # type: ignore[method-assign,assignment]
+    gateway.dispatcher.on_answer = broken  # type: ignore[method-assign,assignment]
+    device = DeviceRef("vhf", "BH4AAA-1")
+    gateway.text(TextFromUnit(device, "收到", utc_now()))
+    gateway.answer(UnitAnswer(device, "acknowledged", utc_now()))
+    assert "could not be handled" in caplog.text
+    assert "a bug in dispatch" in caplog.text
+    gateway.journal.close()
