@@ -334,11 +334,13 @@ class MqttBridge:
 
     async def _session(self, client: aiomqtt.Client) -> None:
         self._client = client
+        # Subscribed (SUBACK received) before saying online: a centre that sees "online" can
+        # publish a task and know the broker routes it to this gateway.
+        await self._subscribe(client)
         await client.publish(self._topics.state, self._online, qos=1, retain=True, timeout=10)
         for topic in self._retained:
             self._dirty[topic] = None
         self._dirty_event.set()
-        await self._subscribe(client)
         self._connected.set()
         try:
             async with asyncio.TaskGroup() as tg:

@@ -223,6 +223,11 @@ def test_a_reply_ack_picks_its_task_and_a_repeat_after_restart_changes_nothing(
     daemons = [GatewayProcess(cfg, tmp_path / "gateway.log").start()]
     try:
         tnc.wait_connected(1)
+        centre.wait_for(
+            lambda ms: any(m.topic == f"{BASE}/state" and b'"online"' in m.payload for m in ms),
+            15,
+            "the gateway online (subscribed to its dispatch topic from now on)",
+        )
         for task_id in ("a", "b", "c"):
             centre.client.publish(f"{BASE}/tasks/dispatch", task(task_id, "zhang-wei"), 1)
         centre.wait_for(
