@@ -151,6 +151,11 @@ def clean(position: Position, now: datetime, *, max_fix_age_s: float, live: bool
     ahead = fix - now
     if ahead > _MAX_FUTURE or (live and ahead.total_seconds() < -max_fix_age_s):
         return False
+    return _fields_in_range(position)
+
+
+def _fields_in_range(position: Position) -> bool:
+    """Every optional field is None or within its physical range (NaN is not)."""
     alt = position.alt_m
     speed = position.speed_kmh
     course = position.course_deg
@@ -201,19 +206,7 @@ def check(position: Position, now: datetime, *, max_fix_age_s: float, live: bool
         return _DROP_OLD
 
     # Optional fields: None or within range, else the slow path below.
-    alt = position.alt_m
-    speed = position.speed_kmh
-    course = position.course_deg
-    satellites = position.satellites
-    hdop = position.hdop
-    if (
-        (alt is None or ALT_M_MIN <= alt <= ALT_M_MAX)
-        and (speed is None or 0 <= speed <= SPEED_KMH_MAX)
-        and (course is None or 0 <= course < COURSE_DEG_MAX)
-        and (satellites is None or 0 <= satellites <= SATELLITES_MAX)
-        and (hdop is None or 0 < hdop <= HDOP_MAX)
-        and not naive_fix
-    ):
+    if _fields_in_range(position) and not naive_fix:
         return Verdict(position, _CLEAN)
     return _repair(position, fix if naive_fix else None)
 

@@ -38,9 +38,12 @@ KILLS = 5
 ENDED = {"acknowledged", "declined", "failed", "expired", "cancelled", "closed"}
 
 
-def config_text(data_dir: Path, broker: Mosquitto, field: RadioField) -> str:
-    units = "".join(
-        f'\n[[units]]\nid = "u{i}"\ndevices = ["vhf:BH4T{i}-7"]\n' for i in range(UNITS)
+def config_text(
+    data_dir: Path, broker: Mosquitto, url: str, units: dict[str, str], *, retry_s: str
+) -> str:
+    """One gateway with an APRS link at ``url``; ``units`` maps unit id -> callsign."""
+    unit_tables = "".join(
+        f'\n[[units]]\nid = "{unit}"\ndevices = ["vhf:{call}"]\n' for unit, call in units.items()
     )
     return f"""
 [gateway]
@@ -58,15 +61,15 @@ acknowledge_s = 300
 [[links]]
 name = "vhf"
 protocol = "aprs"
-url = "{field.url}"
+url = "{url}"
 callsign = "BH4GW-10"
-retry_intervals_s = [0.6, 0.6, 0.6]
+retry_intervals_s = {retry_s}
 channel_baud = 9600
 txdelay_s = 0.05
 gap_s = 0.02
 reconnect_min_s = 0.1
 reconnect_max_s = 0.3
-{units}
+{unit_tables}
 """
 
 
@@ -108,7 +111,9 @@ def test_bare_replies_with_restarts_acknowledge_each_task_once(
     ]  # fmt: skip
     field = RadioField(radios).start()
     cfg = tmp_path / "config.toml"
-    cfg.write_text(config_text(tmp_path / "data", mosquitto, field), encoding="utf-8")
+    units = {f"u{i}": f"BH4T{i}-7" for i in range(UNITS)}
+    text = config_text(tmp_path / "data", mosquitto, field.url, units, retry_s="[0.6, 0.6, 0.6]")
+    cfg.write_text(text, encoding="utf-8")
     log_path = tmp_path / "gateway.log"
     tasks = {f"t{n:02d}": f"u{n % UNITS}" for n in range(UNITS * TASKS_PER_UNIT)}
     daemons: list[GatewayProcess] = []
@@ -165,39 +170,6 @@ STATION = "BH4AAA-1"
 GATEWAY = "BH4GW-10"
 
 
-def tnc_config(data_dir: Path, broker: Mosquitto, tnc: KissTnc) -> str:
-    return f"""
-[gateway]
-id = "gw1"
-data_dir = "{data_dir}"
-
-[mqtt]
-url = "{broker.url}"
-reconnect_min_s = 0.1
-reconnect_max_s = 0.5
-
-[sla]
-acknowledge_s = 300
-
-[[links]]
-name = "vhf"
-protocol = "aprs"
-url = "{tnc.url}"
-callsign = "{GATEWAY}"
-retry_intervals_s = [60.0]
-channel_baud = 9600
-txdelay_s = 0.01
-txtail_s = 0.0
-gap_s = 0.0
-reconnect_min_s = 0.1
-reconnect_max_s = 0.3
-
-[[units]]
-id = "zhang-wei"
-devices = ["vhf:{STATION}"]
-"""
-
-
 def said(tnc: KissTnc, task_id: str) -> AprsMessage:
     """The gateway's message carrying ``task_id``'s text."""
     found = [m for m in tnc.messages() if isinstance(m, AprsMessage) and f" {task_id} " in m.text]
@@ -219,7 +191,10 @@ def test_a_reply_ack_picks_its_task_and_a_repeat_after_restart_changes_nothing(
 ) -> None:
     tnc = KissTnc()
     cfg = tmp_path / "config.toml"
-    cfg.write_text(tnc_config(tmp_path / "data", mosquitto, tnc), encoding="utf-8")
+    text = config_text(
+        tmp_path / "data", mosquitto, tnc.url, {"zhang-wei": STATION}, retry_s="[60.0]"
+    )
+    cfg.write_text(text, encoding="utf-8")
     daemons = [GatewayProcess(cfg, tmp_path / "gateway.log").start()]
     try:
         tnc.wait_connected(1)
