@@ -111,6 +111,11 @@ class AlarmBook:
     def is_raised(self, unit: str, kind: AlarmKind) -> bool:
         return (unit, kind.value) in self._raised
 
+    def device_of(self, unit: str, kind: AlarmKind) -> str | None:
+        """The device (``link:address``) that raised the alarm, while it is raised."""
+        held = self._raised.get((unit, kind.value))
+        return None if held is None else held.device
+
     def has_unit(self, unit: str) -> bool:
         """Whether an alarm of ``unit`` is raised now (an implicit unit is known by it)."""
         return any(key[0] == unit for key in self._raised)

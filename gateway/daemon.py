@@ -24,7 +24,7 @@ from gateway.channel import NORMAL
 from gateway.clock import clock_sync
 from gateway.config import Config, effective_config
 from gateway.dispatch import Dispatcher, StageRefused, text_problem
-from gateway.drivers.base import TextSender, hex_dump
+from gateway.drivers.base import AlarmConfirmer, TextSender, hex_dump
 from gateway.drivers.registry import PROTOCOLS, not_built_message
 from gateway.errors import ConfigError, FieldlinkError
 from gateway.journal import MAX_HANDLING_ATTEMPTS, Journal, OutboxFull
@@ -74,6 +74,8 @@ REQUEST_KEYS: dict[str, set[str]] = {
 }
 """The keys each request takes besides ``transaction``: anything else is refused, so a typo
 (``untis``) is an error, not an answer to a different question."""
+ALARM_CONFIRM_TIMEOUT_S = 10.0
+"""Longest a clear_alarm request waits for the device's link to take the confirmation."""
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
 REQUEST_TIMEOUTS_S = {"send_text": 3600.0}
 """Per command, how long an answer may take; a request past it is answered with an error.
@@ -578,10 +580,34 @@ class Gateway:
         kind = request.get("kind")
         if not isinstance(kind, str) or kind not in {k.value for k in AlarmKind}:
             raise RequestError(f"kind must be one of {', '.join(k.value for k in AlarmKind)}")
+        device = self.alarms.device_of(unit, AlarmKind(kind))
         try:
-            return self.alarms.clear(unit, AlarmKind(kind))
+            cleared = self.alarms.clear(unit, AlarmKind(kind))
         except AlarmNotRaised as exc:
             raise RequestError(str(exc)) from None
+        if device is not None:
+            await self._confirm_alarm(device, AlarmKind(kind))
+        return cleared
+
+    async def _confirm_alarm(self, device: str, kind: AlarmKind) -> None:
+        """Pass the centre's clear to the device, where its protocol wants one (JT/T 808's
+        0x8203). The clear stands whatever happens here: a device that keeps reporting the
+        alarm raises it again (:mod:`gateway.alarms`)."""
+        link, _, address = device.partition(":")
+        supervisor = self._by_link.get(link)
+        if supervisor is None:
+            return
+        driver = supervisor.driver
+        if not isinstance(driver, AlarmConfirmer):
+            return
+        try:
+            async with asyncio.timeout(ALARM_CONFIRM_TIMEOUT_S):
+                sent = await driver.confirm_alarm(address, kind)
+        except Exception:
+            log.exception("%s: confirming the %s alarm to %s failed", link, kind.value, device)
+            return
+        if not sent:
+            log.warning("%s: could not confirm the %s alarm to %s", link, kind.value, device)
 
     async def _req_report_stage(self, request: dict[str, Any]) -> object:
         try:

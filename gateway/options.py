@@ -38,12 +38,15 @@ class OptionSpec:
     """One key of a config table: its TOML type, its default, and what else it must satisfy.
 
     ``transports`` limits a link option to some transports (``{"listen"}``); ``None`` means any.
+    ``doc`` is the sentence the protocol pages show for a link option (Markdown); keys that
+    several protocols share are described once in :mod:`gateway.drivers.docs` instead.
     """
 
     kind: OptionKind
     default: object = REQUIRED
     validate: Validator | None = None
     transports: frozenset[str] | None = None
+    doc: str = ""
 
 
 _KIND_NAMES: Final[Mapping[str, str]] = {

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
@@ -430,3 +431,109 @@ class Server:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+class _SocketInbox(asyncio.DatagramProtocol):
+    """What a :class:`DatagramSocket` received: a bounded list and one waiting reader."""
+
+    def __init__(self, queue_max: int) -> None:
+        self.pending: collections.deque[tuple[bytes, PeerAddress]] = collections.deque()
+        self.queue_max = queue_max
+        self.waiter: asyncio.Future[None] | None = None
+        self.closed = False
+        self.dropped = 0
+        self.rx_bytes = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        if len(self.pending) >= self.queue_max:
+            self.dropped += 1
+            return
+        self.pending.append((data, (str(addr[0]), int(addr[1]))))
+        self.rx_bytes += len(data)
+        self._wake()
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp error: %s", exc)  # an ICMP port unreachable from a peer: not fatal
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class DatagramSocket:
+    """A bound UDP socket that talks with many peers, for a driver whose protocol uses more
+    service ports than its link's URL names (MOTOTRBO's TMS and LRRP ports, Hytera's
+    per-service ports): datagrams in with the address they came from, out to any address.
+
+    What waits to be read is bounded (``queue_max`` datagrams; beyond it new ones are dropped
+    and counted in :attr:`dropped`), so a flood costs the flood, never our memory.
+    """
+
+    __slots__ = ("_inbox", "_link", "_transport", "local", "tx_bytes")
+
+    def __init__(
+        self, link: str, transport: asyncio.DatagramTransport, inbox: _SocketInbox
+    ) -> None:
+        self._link = link
+        self._transport = transport
+        self._inbox = inbox
+        sockname = transport.get_extra_info("sockname")
+        self.local: PeerAddress = (str(sockname[0]), int(sockname[1])) if sockname else ("", 0)
+        """The address the socket is bound to (the port the kernel chose for port 0)."""
+        self.tx_bytes = 0
+
+    @property
+    def rx_bytes(self) -> int:
+        return self._inbox.rx_bytes
+
+    @property
+    def dropped(self) -> int:
+        """Datagrams dropped because too many waited to be read."""
+        return self._inbox.dropped
+
+    async def recv(self) -> tuple[bytes, PeerAddress]:
+        """The next datagram and its source; raises :class:`LinkError` once closed."""
+        inbox = self._inbox
+        while not inbox.pending:
+            if inbox.closed:
+                raise LinkError(self._link, "udp socket closed")
+            waiter = inbox.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                inbox.waiter = None
+        return inbox.pending.popleft()
+
+    def send(self, data: bytes, addr: PeerAddress) -> None:
+        """Send one datagram to ``addr`` (UDP never blocks: the kernel drops what it cannot
+        take); raises :class:`LinkError` once closed."""
+        if self._inbox.closed or self._transport.is_closing():
+            raise LinkError(self._link, "send on a closed udp socket")
+        try:
+            self._transport.sendto(data, addr)
+        except OSError as exc:
+            raise LinkError(self._link, f"send to {addr[0]}:{addr[1]} failed: {exc}") from exc
+        self.tx_bytes += len(data)
+
+    def close(self) -> None:
+        self._transport.close()
+        self._inbox.pending.clear()
+
+
+async def open_datagram_socket(
+    link: str, host: str, port: int, *, queue_max: int = UDP_QUEUE_MAX
+) -> DatagramSocket:
+    """Bind a :class:`DatagramSocket` to ``host:port`` (port 0: any free port); raises
+    :class:`LinkError` when the address cannot be bound."""
+    loop = asyncio.get_running_loop()
+    inbox = _SocketInbox(queue_max)
+    try:
+        transport, _ = await loop.create_datagram_endpoint(lambda: inbox, local_addr=(host, port))
+    except OSError as exc:
+        raise LinkError(link, f"cannot bind udp {host}:{port}: {exc}") from exc
+    return DatagramSocket(link, transport, inbox)

@@ -416,12 +416,13 @@ def test_docs_check_passes_on_the_repository() -> None:
 
 def test_every_option_and_capability_has_a_description() -> None:
     for spec in PROTOCOLS.values():
-        for key in spec.options:
-            assert docs.describe(key)
+        for key, option in spec.options.items():
+            assert docs.describe(key, option)
         for field in dataclasses.fields(spec.capabilities):
             assert docs.capability_descriptions().get(field.name), field.name
-    with pytest.raises(LookupError, match="OPTION_DESCRIPTIONS"):
+    with pytest.raises(LookupError, match="doc="):
         docs.describe("frobnicate")
+    assert docs.describe("frobnicate", OptionSpec("int", 1, doc="Frobs.")) == "Frobs."
 
 
 def test_a_spec_change_makes_its_page_stale() -> None:

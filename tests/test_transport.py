@@ -13,7 +13,13 @@ import pytest
 from gateway.config import SerialSettings
 from gateway.devkit.broker import free_port
 from gateway.errors import LinkError
-from gateway.transport import Connection, Server, open_connection, parse_url
+from gateway.transport import (
+    Connection,
+    Server,
+    open_connection,
+    open_datagram_socket,
+    parse_url,
+)
 from tests.support import run_async
 
 pytestmark = pytest.mark.timeout(30)
@@ -230,5 +236,48 @@ def test_connections_count_bytes_and_the_last_receipt() -> None:
         with pytest.raises(LinkError):
             await conn.read()
         peer.close()
+
+    run_async(scenario())
+
+
+def test_datagram_socket_talks_with_many_peers_and_bounds_its_queue() -> None:
+    async def scenario() -> None:
+        sock = await open_datagram_socket("svc", "127.0.0.1", 0, queue_max=4)
+        peers = [await open_datagram_socket("peer", "127.0.0.1", 0) for _ in range(2)]
+        try:
+            for i, peer in enumerate(peers):
+                peer.send(b"hello %d" % i, sock.local)
+            got = {await asyncio.wait_for(sock.recv(), 2.0) for _ in peers}
+            assert got == {(b"hello %d" % i, peer.local) for i, peer in enumerate(peers)}
+            sock.send(b"back", peers[1].local)
+            assert await asyncio.wait_for(peers[1].recv(), 2.0) == (b"back", sock.local)
+            for _ in range(10):  # nobody reads: four wait, the rest are dropped and counted
+                peers[0].send(b"x", sock.local)
+            for _ in range(100):
+                if sock.dropped + 4 >= 10:
+                    break
+                await asyncio.sleep(0.01)
+            assert sock.dropped == 6
+            assert sock.rx_bytes == 7 + 7 + 4
+        finally:
+            sock.close()
+            for peer in peers:
+                peer.close()
+        with pytest.raises(LinkError):
+            await asyncio.wait_for(sock.recv(), 2.0)  # what waited is gone with the socket
+        with pytest.raises(LinkError):
+            sock.send(b"late", peers[0].local)
+
+    run_async(scenario())
+
+
+def test_datagram_socket_that_cannot_bind_is_a_link_error() -> None:
+    async def scenario() -> None:
+        first = await open_datagram_socket("a", "127.0.0.1", 0)
+        try:
+            with pytest.raises(LinkError, match="cannot bind"):
+                await open_datagram_socket("b", "127.0.0.1", first.local[1])
+        finally:
+            first.close()
 
     run_async(scenario())

@@ -13,6 +13,7 @@ from gateway.drivers.registry import PROTOCOLS
 from gateway.drivers.spec import Capabilities
 from gateway.model import (
     Alarm,
+    AlarmKind,
     DeliveryReport,
     DeviceRef,
     LinkCounters,
@@ -80,6 +81,17 @@ class TextSender(Protocol):
 
     async def poll_location(self, address: str) -> bool:
         """Ask the device for an immediate position; False where the protocol cannot."""
+        ...
+
+
+@runtime_checkable
+class AlarmConfirmer(Protocol):
+    """What a driver offers when its devices keep an alarm until the platform confirms it
+    (a JT/T 808 terminal's emergency bit stays set until it gets 0x8203)."""
+
+    async def confirm_alarm(self, address: str, kind: AlarmKind) -> bool:
+        """Tell the device ``address`` that the centre handled its ``kind`` alarm; True
+        when the confirmation was sent. Never raises for link trouble."""
         ...
 
 

@@ -11,9 +11,10 @@ protocol between the same markers. The rest of each page is prose and stays as w
 ``--write`` rewrites the generated sections (and adds one, with a heading, to a page that has
 none). ``tests/test_protocol_specs.py`` runs the check.
 
-The option descriptions live in :data:`OPTION_DESCRIPTIONS`, because
-:class:`~gateway.options.OptionSpec` has no field for them; every option of every spec
-must have one (the test says which is missing). Capability descriptions are the attribute
+An option's description is its :attr:`~gateway.options.OptionSpec.doc`; keys that several
+protocols share (``offline_after_s``, the dial-in keys) are described once in
+:data:`OPTION_DESCRIPTIONS`. Every option of every spec must have one (the test says which
+is missing). Capability descriptions are the attribute
 docstrings of :class:`~gateway.drivers.spec.Capabilities`.
 """
 
@@ -154,13 +155,16 @@ def applies_to(spec: ProtocolSpec, option: OptionSpec) -> str:
     return ", ".join(_scheme(t) for t in _ordered(usable))
 
 
-def describe(key: str) -> str:
+def describe(key: str, option: OptionSpec | None = None) -> str:
+    """The option's own ``doc``, else the shared description of ``key``."""
+    if option is not None and option.doc:
+        return option.doc
     try:
         return OPTION_DESCRIPTIONS[key]
     except KeyError:
         raise LookupError(
-            f"link option {key!r} has no description: add it to OPTION_DESCRIPTIONS in "
-            "gateway/drivers/docs.py"
+            f"link option {key!r} has no description: give its OptionSpec a doc= (or, for a key "
+            "several protocols share, add it to OPTION_DESCRIPTIONS in gateway/drivers/docs.py)"
         ) from None
 
 
@@ -176,7 +180,7 @@ def render_options(spec: ProtocolSpec) -> str:
             KIND_NAMES[option.kind],
             render_default(option),
             applies_to(spec, option),
-            describe(key),
+            describe(key, option),
         )
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
