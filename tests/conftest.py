@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from gateway.devkit.broker import BrokerUnavailable, Mosquitto
+from gateway.drivers import registry
+from gateway.drivers.spec import ALL_TRANSPORTS, ProtocolSpec, options
+from gateway.options import OptionSpec, positive
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FIELDLINK_SHARED", ROOT.parent / "shared"))
@@ -42,3 +45,33 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         pytest.skip(str(exc))
     with broker:
         yield broker
+
+
+def _future_address(address: str) -> str:
+    if not address.isascii() or not address.isdigit() or not 1 <= len(address) <= 8:
+        raise ValueError(f"{address!r} is not a future radio id (1 to 8 digits)")
+    return address.lstrip("0") or "0"
+
+
+FUTURE = ProtocolSpec(
+    name="futureproto",
+    title="A protocol the registry knows but no driver serves (tests only)",
+    options=options(offline_after_s=OptionSpec("float", 600.0, positive)),
+    address=_future_address,
+    address_example="0042",
+    offline_after_s=600.0,
+    transports=ALL_TRANSPORTS,
+    driver=None,
+    docs="protocols/futureproto.md",
+)
+
+
+@pytest.fixture
+def unbuilt_protocol() -> Iterator[ProtocolSpec]:
+    """A protocol registered without a driver, for the duration of the test: how the gateway
+    treats a protocol that is known (its spec shipped) but not built yet."""
+    registry._SPECS[FUTURE.name] = FUTURE  # noqa: SLF001 - the one way in, for tests
+    try:
+        yield FUTURE
+    finally:
+        del registry._SPECS[FUTURE.name]  # noqa: SLF001

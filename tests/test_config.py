@@ -48,7 +48,6 @@ APRS_IN = (
 )
 APRS_UDP_IN = APRS_IN.replace('"vhf-in"', '"vhf-udp"').replace("listen://", "udp-listen://")
 NMEA_IN = '[[links]]\nname = "gps-in"\nprotocol = "nmea"\nurl = "udp-listen://0.0.0.0:10110"\n'
-NOT_BUILT = [name for name, spec in PROTOCOLS.items() if not spec.built]
 SECRET = "s3cret-Pa55word"  # noqa: S105 - a test value whose leaks the tests look for
 
 
@@ -648,25 +647,6 @@ ERROR_CASES = [
         "units[0].devices[0]",
         "not a callsign",
     ),
-    # A unit cannot list a device of a protocol not built yet: its link is refused first (the
-    # address rules themselves: test_normalise_address_rejects).
-    (
-        "device-gt06",
-        GATEWAY
-        + '[[links]]\nname = "gt"\nprotocol = "gt06"\nurl = "listen://0.0.0.0:7612"\n'
-        + unit("a", "gt:12345"),
-        "links[0].protocol",
-        not_built_message("gt06"),
-    ),
-    (
-        "device-hytera",
-        GATEWAY
-        + APRS
-        + '[[links]]\nname = "dmr"\nprotocol = "hytera"\nurl = "udp://10.0.0.2:3005"\n'
-        + unit("a", "dmr:0"),
-        "links[1].protocol",
-        not_built_message("hytera"),
-    ),
     (
         "device-twice",
         GATEWAY + APRS + unit("a", "vhf:BH4XYZ-7", "vhf:BH4XYZ-7"),
@@ -923,22 +903,24 @@ def test_unit_devices_are_normalised() -> None:
         ("mototrbo", "0012045", "12045"),
     ],
 )
-def test_addresses_of_protocols_not_built_yet_are_normalised(
+def test_addresses_of_dmr_and_tracker_protocols_are_normalised(
     protocol: str, address: str, expected: str
 ) -> None:
-    """Their links are refused, but their address rules are the ones the drivers will use."""
+    """One device, however it is spelt: the config, the allow lists and the drivers all
+    normalise with the spec's rule."""
     spec = PROTOCOLS[protocol]
-    assert not spec.built
     assert spec.address is not None
     assert spec.address(address) == expected
     assert normalise_address(protocol, address) == expected
     assert spec.address(expected) == expected
 
 
-@pytest.mark.parametrize("protocol", NOT_BUILT)
-def test_a_unit_cannot_list_a_device_of_a_protocol_not_built_yet(protocol: str) -> None:
-    spec = PROTOCOLS[protocol]
-    kind = sorted(spec.transports)[0]
+@pytest.mark.parametrize("kind", ["serial", "listen"])
+def test_a_unit_cannot_list_a_device_of_a_protocol_not_built_yet(
+    unbuilt_protocol: ProtocolSpec, kind: str
+) -> None:
+    spec = unbuilt_protocol
+    protocol = spec.name
     url = "/dev/ttyUSB1" if kind == "serial" else f"{kind}://0.0.0.0:7700"
     text = (
         GATEWAY
@@ -960,7 +942,7 @@ def test_allow_list_is_normalised() -> None:
     assert cfg.links[0].options["register"] == "open"
 
 
-def test_allow_list_of_a_protocol_not_built_yet_is_normalised_by_its_spec() -> None:
+def test_allow_list_of_a_tracker_link_is_normalised_by_its_spec() -> None:
     allow = PROTOCOLS["jt808"].options["allow"]
     assert allow.validate is not None
     assert allow.validate(("013800138000",), "links[0].allow") == ("13800138000",)

@@ -21,9 +21,10 @@ from gateway.drivers.mototrbo.spec import SPEC as MOTOTRBO
 from gateway.drivers.nmea.spec import SPEC as NMEA
 from gateway.drivers.spec import ProtocolSpec
 
-PROTOCOLS: Final[Mapping[str, ProtocolSpec]] = MappingProxyType(
-    {spec.name: spec for spec in (NMEA, APRS, HYTERA, MOTOTRBO, JT808, GT06)}
-)
+_SPECS: Final[dict[str, ProtocolSpec]] = {
+    spec.name: spec for spec in (NMEA, APRS, HYTERA, MOTOTRBO, JT808, GT06)
+}
+PROTOCOLS: Final[Mapping[str, ProtocolSpec]] = MappingProxyType(_SPECS)
 """Protocol name -> spec, in the order the docs list them."""
 
 
