@@ -1,4 +1,1 @@
-"""GT06 GPS trackers (Concox and compatible).
-
-The spec only; the driver is not built yet.
-"""
+"""GT06 GPS trackers (Concox and compatible): the spec and the ``listen://`` driver."""
