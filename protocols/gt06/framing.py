@@ -19,7 +19,9 @@ never taken to be one packet. What it rejects, with a fixed reason word each:
 * ``crc``: the CRC does not verify (the vendor rule: a packet with a CRC error is ignored).
 
 After ``length``, ``oversize`` and ``stop`` the splitter resyncs on the next start marker after
-the one it tried, so a good packet that followed a false start is still found. After ``crc``
+the one it tried, so a good packet that followed a false start is still found. A false start
+whose length field points beyond the data so far does not hold back a complete, valid packet
+after it: that start is rejected (``stop``) at once. After ``crc``
 the frame's bounds were right (its stop bytes were there), so the whole frame is skipped.
 
 The buffer holds at most one incomplete frame (``max_frame_bytes``) plus one read: bounded.
@@ -165,7 +167,15 @@ class FrameSplitter:
                 pos = start + 2
                 continue
             if end - start < total:
-                break  # wait for the rest (bounded: total <= limit)
+                # Wait for the rest (bounded: total <= limit), unless a complete, valid
+                # packet starts further on: then this start was a stray one in garbage,
+                # and a good packet must not wait behind it.
+                later = _next_valid(buf, start + 2, end, limit)
+                if later < 0:
+                    break
+                out.append(Rejected("stop", bytes(buf[start:later])))
+                pos = later
+                continue
             if buf[start + total - 2 : start + total] != STOP:
                 out.append(Rejected("stop", bytes(buf[start : start + total])))
                 pos = start + 2
@@ -187,6 +197,31 @@ class FrameSplitter:
             )
         del buf[:pos]
         return out
+
+
+def _next_valid(buf: bytearray, pos: int, end: int, limit: int) -> int:
+    """Index of the first complete packet with good stop bytes and CRC at or after ``pos``,
+    or -1. Runs only while a frame is incomplete, over at most ``limit`` bytes."""
+    while True:
+        start = _find_start(buf, pos)
+        if start < 0:
+            return -1
+        long = buf[start] == 0x79
+        head = 4 if long else 3
+        if end - start < head:
+            return -1
+        length = _U16.unpack_from(buf, start + 2)[0] if long else buf[start + 2]
+        total = head + length + 2
+        if (
+            length >= MIN_LENGTH
+            and total <= limit
+            and end - start >= total
+            and buf[start + total - 2 : start + total] == STOP
+            and _U16.unpack_from(buf, start + total - 4)[0]
+            == crc_x25(memoryview(buf)[start + 2 : start + total - 4])
+        ):
+            return start
+        pos = start + 1
 
 
 def _find_start(buf: bytearray, pos: int) -> int:
