@@ -337,7 +337,8 @@ class HyteraDriver(Driver):
 
     @property
     def connected(self) -> bool:
-        return self._channel is not None
+        """The session is up and the connected radio said its id."""
+        return self._channel is not None and self.own_id is not None
 
     @property
     def pending(self) -> int:
@@ -365,8 +366,8 @@ class HyteraDriver(Driver):
                 channel = Channel(self.link.name, self._transmit, lambda _f: 0.0,
                                   gap_s=self.tx_gap_s)  # fmt: skip
                 tasks.create_task(channel.run(), name=f"{self.link.name}:channel")
+                self._channel = channel  # radios may register while the setup runs
                 await self._radio_setup(hrnp)
-                self._channel = channel
                 log.info("%s: HRNP session up with radio %s", self.link.name, self.own_id)
                 tasks.create_task(self._keepalive(hrnp), name=f"{self.link.name}:keepalive")
         except BaseExceptionGroup as group:
@@ -376,6 +377,7 @@ class HyteraDriver(Driver):
 
     def _link_down(self) -> None:
         channel, self._channel = self._channel, None
+        self.own_id = None
         if channel is not None:
             channel.fail_all("link down")
         if self._hrnp is not None:
@@ -548,7 +550,9 @@ class HyteraDriver(Driver):
         if device is None or message.group:
             return
         if message.ack_requested:
-            ack = TmpAck(message.request_id, message.src, message.dest, TmpResult.OK)
+            # An ack repeats the message's destination and source (the HSTRP capture and
+            # ok-dmrlib's vector agree, notes section 3 and 5).
+            ack = TmpAck(message.request_id, message.dest, message.src, TmpResult.OK)
             self._spawn(self._send(encode_service(ack), URGENT))
         now = time.monotonic()
         key = (radio, message.request_id, message.text)
@@ -678,7 +682,9 @@ class HyteraDriver(Driver):
         await self._send(encode_service(request), NORMAL)
 
     def can_reach(self, address: str) -> bool:
-        return self._channel is not None and _radio(address) is not None
+        return (
+            self._channel is not None and self.own_id is not None and _radio(address) is not None
+        )
 
     async def poll_location(self, address: str) -> bool:
         radio = _radio(address)
