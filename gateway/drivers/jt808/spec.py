@@ -2,9 +2,8 @@
 
 Device address: the terminal's phone number; leading zeros are not significant.
 
-The driver is not built yet: a link with ``protocol = "jt808"`` is refused by
-``check-config`` and ``run`` alike; units may already list such devices, whose addresses
-:func:`phone_number` checks.
+The driver is :class:`gateway.drivers.jt808.driver.Jt808Driver`; the operators' page is
+``docs/protocols/jt808.md``.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from gateway.drivers.spec import (
     dial_in_options,
     options,
 )
-from gateway.options import OptionSpec, positive
+from gateway.options import OptionSpec, each, float_range, non_empty, positive
 
 
 def phone_number(address: str) -> str:
@@ -33,6 +32,50 @@ SPEC = ProtocolSpec(
     options=options(
         offline_after_s=OptionSpec("float", 600.0, positive),
         **dial_in_options(phone_number),
+        auth_timeout_s=OptionSpec(
+            "float",
+            60.0,
+            positive,
+            SERVER_TRANSPORTS,
+            doc="A connection whose terminal has not authenticated (0x0102) within this many "
+            "seconds is closed; until then its reports are answered with a failure (0x8001 "
+            "result 1) and not published.",
+        ),
+        accept_unregistered=OptionSpec(
+            "bool",
+            False,
+            None,
+            SERVER_TRANSPORTS,
+            doc="Accept the authentication (0x0102) of a terminal that never registered "
+            "(0x0100) with this gateway, whatever code it sends: for cheap trackers that skip "
+            "registration and send their phone number or IMEI as the code. The allow list "
+            "still applies. Off: such a terminal is refused until it registers.",
+        ),
+        retry_intervals_s=OptionSpec(
+            "float_list",
+            (10.0, 20.0, 40.0),
+            each(float_range(0.01, 3600.0), max_items=10),
+            SERVER_TRANSPORTS,
+            doc="A text (0x8300) is sent again after each of these waits until the terminal "
+            "confirms it (0x0001); after the last one it is `failed`.",
+        ),
+        ask_to_accept=OptionSpec(
+            "bool",
+            False,
+            None,
+            SERVER_TRANSPORTS,
+            doc="After a task's text is delivered to a 2013 terminal, ask it the `question` "
+            "(0x8302, answers 1 accept / 2 decline); the terminal's 0x0302 answer makes the "
+            "task `acknowledged` or `declined`. 2019 terminals are never asked (the standard "
+            "deleted 0x8302). Only for terminals that show questions.",
+        ),
+        question=OptionSpec(
+            "str",
+            "接受任务?",
+            non_empty,
+            SERVER_TRANSPORTS,
+            doc="The question `ask_to_accept` sends (GBK; the answers are 接受 and 拒绝).",
+        ),
     ),
     address=phone_number,
     address_example="013800138000",
@@ -40,12 +83,12 @@ SPEC = ProtocolSpec(
     transports=SERVER_TRANSPORTS,
     capabilities=Capabilities(
         text=True,
-        max_text_chars=1024,
+        max_text_chars=500,
         voice=True,
         location_poll=True,
         native_answers=True,
         alarms=True,
     ),
-    driver=None,
+    driver="gateway.drivers.jt808.driver:Jt808Driver",
     docs="protocols/jt808.md",
 )
