@@ -30,6 +30,7 @@ from gateway.errors import ConfigError, FieldlinkError
 from gateway.journal import MAX_HANDLING_ATTEMPTS, Journal, OutboxFull
 from gateway.links import LinkSupervisor
 from gateway.logs import RateLimitedLog
+from gateway.metrics import GatewayMetrics, ObservedJournal
 from gateway.model import (
     Alarm,
     AlarmKind,
@@ -118,10 +119,14 @@ class Gateway:
                 supervisor.sessions.on_bind = self._session_bound
                 supervisor.sessions.on_unbind = self._session_gone
             self.supervisors.append(supervisor)
-        self.journal = Journal.open(
+        self.journal: Journal = ObservedJournal.open(
             config.gateway.data_dir / "journal.sqlite",
             outbox_max_rows=config.mqtt.outbox_max_rows,
         )
+        self.metrics = GatewayMetrics(self)
+        self.changed = asyncio.Event()
+        """Set on a task stage, an alarm, a link's state or a unit's availability (the status
+        page's cue to refresh at once; positions it picks up on its own clock)."""
         self._by_link = {sup.cfg.name: sup for sup in self.supervisors}
         self.bridge = MqttBridge(
             config.mqtt,
@@ -132,7 +137,7 @@ class Gateway:
             on_inbound=self.on_inbound,
         )
         self.dispatcher = Dispatcher(
-            config, self.journal, self.topics, emit=self._emit, senders=self._sender_for
+            config, self.journal, self.topics, emit=self._task_event, senders=self._sender_for
         )
         self.alarms = AlarmBook(
             self.journal,
@@ -273,11 +278,13 @@ class Gateway:
         self._availability[unit] = state
         presence = Presence(DeviceRef(via), state, utc_now())
         log.info("unit %s %s via %s", unit, state.value, via)
+        self.changed.set()
         self.bridge.set_retained(
             self.topics.availability(unit), payloads.availability(presence, via), qos=1
         )
 
     def _link_status(self, status: LinkStatus) -> None:
+        self.changed.set()
         self.bridge.set_retained(
             self.topics.link_state(status.link), payloads.link_state(status), qos=1
         )
@@ -285,15 +292,24 @@ class Gateway:
     def _emit_urgent(self, topic: str, payload: bytes) -> None:
         """An alarm: ahead of everything else; OutboxFull reaches the caller (the book)."""
         self.bridge.emit(topic, payload, urgent=True)
+        self.metrics.alarm_event(payload)
 
     def _publish_alarms(self, payload: bytes) -> None:
         self.bridge.set_retained(self.topics.alarms, payload, qos=1)
+        self.changed.set()
 
-    def _emit(self, topic: str, payload: bytes) -> None:
+    def _task_event(self, topic: str, payload: bytes) -> None:
+        if self._emit(topic, payload):
+            self.metrics.task_event(payload)
+            self.changed.set()
+
+    def _emit(self, topic: str, payload: bytes) -> bool:
         try:
             self.bridge.emit(topic, payload)
         except OutboxFull as exc:
             log.error("event lost: %s", exc)  # noqa: TRY400 - the cause is stated, no trace needed
+            return False
+        return True
 
     def info(self) -> dict[str, Any]:
         return {
@@ -309,6 +325,25 @@ class Gateway:
             ],
             "config": effective_config(self.config),
         }
+
+    def unit_states(self) -> dict[str, dict[str, Any]]:
+        """Every unit configured or heard: its name, availability, the link it was last heard
+        on and how many seconds ago, and its last position's payload (the status page's view)."""
+        now = time.monotonic()
+        names = {u.id: u.name for u in self.config.units}
+        states: dict[str, dict[str, Any]] = {}
+        for unit in [*names, *(u for u in self._last_heard if u not in names)]:
+            heard = self._last_heard.get(unit)
+            availability = self._availability.get(unit)
+            states[unit] = {
+                "name": names.get(unit, unit),
+                "configured": unit in names,
+                "availability": availability.value if availability else "unknown",
+                "via": heard[1] if heard else None,
+                "heard_s_ago": round(now - heard[0], 1) if heard else None,
+                "position": self._last_position.get(unit),
+            }
+        return states
 
     def health(self) -> dict[str, Any]:
         return {
@@ -772,6 +807,11 @@ class Gateway:
                     )
                 self._tasks["presence"] = tg.create_task(self._presence_loop(), name="presence")
                 self._tasks["health"] = tg.create_task(self._health_loop(), name="health")
+                if self.config.http.enabled:
+                    from gateway.web import StatusServer  # noqa: PLC0415 - aiohttp only when used
+
+                    server = StatusServer(self, self.config.http)
+                    self._tasks["http"] = tg.create_task(server.run(), name="http")
                 if self.notifier.watchdog_interval_s:
                     self._tasks["watchdog"] = tg.create_task(
                         self._watchdog_loop(self.notifier.watchdog_interval_s), name="watchdog"

@@ -15,6 +15,9 @@ T = TypeVar("T")
 
 
 PASSWORD_ENV: Final = "FIELDLINK_MQTT_PASSWORD"  # noqa: S105 - a variable name, not a secret
+DEFAULT_HTTP_LISTEN: Final = "127.0.0.1:9108"
+HTTP_LANGUAGES: Final = ("zh-en", "zh", "en")
+"""Labels of the status page: both languages (Chinese first), or one."""
 DEFAULT_DATA_DIR: Final = "/var/lib/fieldlink"
 DEFAULT_MQTT_URL: Final = "mqtt://127.0.0.1:1883"
 MQTT_DEFAULT_PORTS: Final[Mapping[str, int]] = MappingProxyType({"mqtt": 1883, "mqtts": 8883})
@@ -70,6 +73,32 @@ class MqttConfig:
     @property
     def tls(self) -> bool:
         return self.scheme == "mqtts"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """The operator's web server: ``/metrics`` for Prometheus and the status page at ``/``.
+
+    ``listen`` is normalised to ``host:port`` (``[v6]:port``); basic auth is on when
+    ``password`` is set (read from ``password_file``, never from the config itself).
+    """
+
+    enabled: bool = True
+    listen: str = DEFAULT_HTTP_LISTEN
+    host: str = "127.0.0.1"
+    port: int = 9108
+    username: str = ""
+    password: str = ""
+    password_file: Path | None = None
+    language: str = "zh-en"
+    max_clients: int = 256
+    """Open status pages (live streams) served at once; one more is answered 503."""
+    unit_metrics: bool = False
+    """Per-unit series (``unit`` label) for the configured units; implicit units never get one."""
+
+    @property
+    def auth(self) -> bool:
+        return bool(self.password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +218,7 @@ class Config:
     mqtt: MqttConfig
     sla: SlaConfig = field(default_factory=SlaConfig)
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     links: tuple[LinkConfig, ...] = ()
     units: tuple[UnitConfig, ...] = ()
     source: Path | None = None

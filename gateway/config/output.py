@@ -14,6 +14,7 @@ from gateway.config.model import (
     Config,
     DispatchConfig,
     GatewayConfig,
+    HttpConfig,
     LinkConfig,
     MqttConfig,
     SlaConfig,
@@ -54,11 +55,22 @@ def effective_config(cfg: Config) -> dict[str, object]:
         "dispatch": {
             f.name: plain(getattr(cfg.dispatch, f.name)) for f in dataclasses.fields(DispatchConfig)
         },
+        "http": _effective_http(cfg.http),
         "links": [_effective_link(link) for link in cfg.links],
         "units": [
             {"id": unit.id, "name": unit.name, "devices": [str(d) for d in unit.devices]}
             for unit in cfg.units
         ],
+    }
+
+
+def _effective_http(http: HttpConfig) -> dict[str, object]:
+    """As config.toml has it: the password file named, the password itself never shown."""
+    skip = ("host", "port", "password")
+    return {
+        f.name: plain(getattr(http, f.name))
+        for f in dataclasses.fields(HttpConfig)
+        if f.name not in skip
     }
 
 

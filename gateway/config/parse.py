@@ -19,6 +19,7 @@ from gateway.config.model import (
     Config,
     DispatchConfig,
     GatewayConfig,
+    HttpConfig,
     LinkConfig,
     MqttConfig,
     SerialSettings,
@@ -28,6 +29,7 @@ from gateway.config.model import (
 from gateway.config.tables import (
     DISPATCH_OPTIONS,
     GATEWAY_OPTIONS,
+    HTTP_OPTIONS,
     LINK_OPTIONS,
     MQTT_OPTIONS,
     SERIAL_OPTIONS,
@@ -76,16 +78,23 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
 
 def parse_config(data: Mapping[str, object], *, base_dir: Path, env: Mapping[str, str]) -> Config:
     """Validate a parsed TOML document; ``source`` stays ``None`` (:func:`load_config` sets it)."""
-    reject_unknown(data, "", ("gateway", "mqtt", "sla", "dispatch", "links", "units"))
+    reject_unknown(data, "", ("gateway", "mqtt", "sla", "dispatch", "http", "links", "units"))
     gateway = _parse_gateway(as_table(data.get("gateway", {}), "gateway"), base_dir)
     mqtt = _parse_mqtt(as_table(data.get("mqtt", {}), "mqtt"), base_dir, env, gateway)
     sla = _parse_sla(as_table(data.get("sla", {}), "sla"))
     dispatch = _parse_dispatch(as_table(data.get("dispatch", {}), "dispatch"))
+    http = _parse_http(as_table(data.get("http", {}), "http"), base_dir)
     links = [_parse_link(table, f"links[{i}]") for i, table in _array_of_tables(data, "links")]
     _check_unique_links(links)
     bound_links, units = _parse_units(_array_of_tables(data, "units"), links)
     return Config(
-        gateway=gateway, mqtt=mqtt, sla=sla, dispatch=dispatch, links=bound_links, units=units
+        gateway=gateway,
+        mqtt=mqtt,
+        sla=sla,
+        dispatch=dispatch,
+        http=http,
+        links=bound_links,
+        units=units,
     )
 
 
@@ -223,6 +232,11 @@ def _mqtt_password(
     key = "mqtt.password_file"
     if from_env:
         raise ConfigError(key, f"both password_file and {PASSWORD_ENV} are set; use one")
+    return _read_password_file(base_dir, file_value, key)
+
+
+def _read_password_file(base_dir: Path, file_value: str, key: str) -> tuple[str, Path]:
+    """A secret from a file: one trailing newline is not part of it; empty is an error."""
     path = _resolve(base_dir, file_value)
     try:
         text = path.read_text(encoding="utf-8")
@@ -249,6 +263,54 @@ def _check_back_off(values: Mapping[str, object], path: str) -> None:
             join_key(path, "reconnect_min_s"),
             f"must not exceed reconnect_max_s ({low:g} > {high:g})",
         )
+
+
+def _parse_http(table: Mapping[str, object], base_dir: Path) -> HttpConfig:
+    if "password" in table:
+        raise ConfigError(
+            "http.password", "secrets are never written in the config: use http.password_file"
+        )
+    reject_unknown(table, "http", HTTP_OPTIONS)
+    v = read_options(table, "http", HTTP_OPTIONS)
+    host, port = _parse_listen(str(v["listen"]), "http.listen")
+    username = str(v["username"])
+    password, password_file = "", None
+    if v["password_file"]:
+        password, password_file = _read_password_file(
+            base_dir, str(v["password_file"]), "http.password_file"
+        )
+        if not username:
+            raise ConfigError("http.username", "basic auth (http.password_file) needs a username")
+    elif username:
+        raise ConfigError("http.username", "a username without http.password_file does nothing")
+    if ":" in username:
+        raise ConfigError("http.username", "basic auth usernames cannot contain ':'")
+    url_host = f"[{host}]" if ":" in host else host
+    return HttpConfig(
+        enabled=bool(v["enabled"]),
+        listen=f"{url_host}:{port}",
+        host=host,
+        port=port,
+        username=username,
+        password=password,
+        password_file=password_file,
+        language=str(v["language"]),
+        max_clients=as_int(v["max_clients"]),
+        unit_metrics=bool(v["unit_metrics"]),
+    )
+
+
+def _parse_listen(value: str, key: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> ``(host, port)``."""
+    parts = _split_url(f"http://{value}", key)
+    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError(key, f"{value!r}: expected host:port (an IPv6 host as [::1]:9108)")
+    if not parts.hostname:
+        raise ConfigError(key, f"{value!r}: no host (0.0.0.0 listens on every address)")
+    port = _url_port(parts, key)
+    if port is None:
+        raise ConfigError(key, f"{value!r}: no port")
+    return parts.hostname, port
 
 
 def _parse_sla(table: Mapping[str, object]) -> SlaConfig:

@@ -9,7 +9,9 @@ from typing import Final
 from gateway.config.model import (
     BAUDRATES,
     DEFAULT_DATA_DIR,
+    DEFAULT_HTTP_LISTEN,
     DEFAULT_MQTT_URL,
+    HTTP_LANGUAGES,
     DispatchConfig,
     SlaConfig,
 )
@@ -62,6 +64,16 @@ MQTT_OPTIONS: Final[Mapping[str, OptionSpec]] = {
     "response_topic_prefixes": OptionSpec("str_list", (), each(mqtt_topic_prefix)),
 }
 TLS_KEYS: Final = ("ca_file", "cert_file", "key_file", "tls_insecure")
+
+HTTP_OPTIONS: Final[Mapping[str, OptionSpec]] = {
+    "enabled": OptionSpec("bool", True),
+    "listen": OptionSpec("str", DEFAULT_HTTP_LISTEN, non_empty),  # host:port, checked in parse
+    "username": OptionSpec("str", ""),
+    "password_file": OptionSpec("str", ""),
+    "language": OptionSpec("str", "zh-en", one_of(*HTTP_LANGUAGES, fold=str.lower)),
+    "max_clients": OptionSpec("int", 256, int_range(1, 10_000)),
+    "unit_metrics": OptionSpec("bool", False),
+}
 
 SLA_OPTIONS: Final[Mapping[str, OptionSpec]] = {
     f.name: OptionSpec(
