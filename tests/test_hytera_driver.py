@@ -23,6 +23,7 @@ from gateway.config import LinkConfig, SerialSettings
 from gateway.drivers.base import AlarmConfirmer, TextSender
 from gateway.drivers.hytera.driver import HyteraDriver, split_text
 from gateway.drivers.hytera.spec import SPEC
+from gateway.drivers.registry import PROTOCOLS
 from gateway.errors import LinkError
 from gateway.model import (
     Alarm,
@@ -40,10 +41,13 @@ from gateway.options import read_options
 from gateway.transport import Connection, open_connection, parse_url
 from protocols.hytera.hdap import Service
 from protocols.hytera.services import (
+    GpsFix,
+    LpLocation,
     LpOpcode,
     LpRequest,
     TmpMessage,
     TmpResult,
+    radio_ip,
 )
 from tests.support import run_async
 
@@ -121,7 +125,7 @@ class Rig:
 
     async def until(self, what: str, predicate: Callable[[], bool], timeout_s: float = 10) -> None:
         async with asyncio.timeout(timeout_s):
-            while not predicate():
+            while not predicate():  # noqa: ASYNC110 - the stub and driver share no event to wait on
                 await asyncio.sleep(0.01)
         assert predicate(), what
 
@@ -177,8 +181,6 @@ async def send(driver: HyteraDriver, o: TextOrder) -> tuple[DeliveryReport, int]
 
 
 def test_registered_and_what_it_offers() -> None:
-    from gateway.drivers.registry import PROTOCOLS
-
     assert PROTOCOLS["hytera"].driver_class() is HyteraDriver
     driver = HyteraDriver(link_config("/dev/null"), Sink(), LinkCounters())
     assert isinstance(driver, TextSender)
@@ -217,5 +219,262 @@ def test_session_registration_positions_and_text_round_trip(mode: Mode) -> None:
                 and m.interval == "00000001"
                 for m in r.radio.from_gateway
             )  # fmt: skip
+
+    run_async(body())
+
+
+def test_channel_busy_is_retried_with_the_same_request_id_then_delivered() -> None:
+    async def body() -> None:
+        radio = AirRadio(1001, ack_sequence=[TmpResult.CHANNEL_BUSY], reply=None)
+        async with rig("pty", [radio]) as r:
+            report, _ = await send(r.driver, order("1001", "task"))
+            assert report == DeliveryReport(Delivery.DELIVERED, transmissions=2)
+            sent = [m for m in r.radio.from_gateway if isinstance(m, TmpMessage)]
+            assert len(sent) == 2
+            assert sent[0].request_id == sent[1].request_id  # a resend, not a new message
+            assert radio.received == ["task"]
+            assert r.driver.pending == 0
+
+    run_async(body())
+
+
+@pytest.mark.parametrize(
+    ("result", "reason"),
+    [
+        (TmpResult.NO_CONTACT, "the radio network answered no contact (10)"),
+        (TmpResult.REPEATER_WAKEUP_FAIL, "the radio network answered repeater wakeup fail (9)"),
+        (99, "the radio network answered result code 99"),
+    ],
+)
+def test_a_failure_result_fails_with_its_name(result: int, reason: str) -> None:
+    async def body() -> None:
+        async with rig("pty", [AirRadio(1001, ack_result=result, reply=None)]) as r:
+            report, transmitted = await send(r.driver, order("1001", "task"))
+            assert report == DeliveryReport(Delivery.FAILED, reason, 1)
+            assert transmitted == 1
+
+    run_async(body())
+
+
+def test_no_ack_fails_after_the_configured_tries_and_leaves_no_waiter() -> None:
+    async def body() -> None:
+        async with rig("udp", [AirRadio(1001, ack_result=None, reply=None)]) as r:
+            report, _ = await send(r.driver, order("1001", "task"))
+            assert report == DeliveryReport(Delivery.FAILED, "no ack after 3 tries", 3)
+            assert r.driver.pending == 0
+
+    run_async(body())
+
+
+def test_a_reply_that_names_the_message_picks_its_order() -> None:
+    async def body() -> None:
+        radio = AirRadio(1001, reply="到了", reply_names_message=True, reply_delay_s=0.0)
+        async with rig("pty", [radio]) as r:
+            report, _ = await send(r.driver, order("1001", "task", key="t9:zhang"))
+            assert report.outcome is Delivery.DELIVERED
+            await r.until("the reply", lambda: bool(r.sink.texts))
+            assert r.sink.texts[0].reply_to == "t9:zhang"
+
+    run_async(body())
+
+
+def test_status_keys_become_answers_and_other_text_stays_text() -> None:
+    async def body() -> None:
+        async with rig("pty", status_stages=["1=acknowledged", "3=on_scene"]) as r:
+            r.radio.text_from(1001, "1")
+            r.radio.text_from(1001, "\r\n3", request_id=2)  # a Motorola radio's CR LF
+            r.radio.text_from(1001, "堵车，晚十分钟", request_id=3)
+            await r.until("three messages", lambda: len(r.sink.answers) + len(r.sink.texts) == 3)
+            assert [a.stage for a in r.sink.answers] == ["acknowledged", "on_scene"]
+            assert [t.text for t in r.sink.texts] == ["堵车，晚十分钟"]
+
+    run_async(body())
+
+
+def test_a_resent_text_is_passed_on_once_and_acked_each_time() -> None:
+    async def body() -> None:
+        radio = AirRadio(1001)
+        async with rig("pty", [radio]) as r:
+            for _ in range(3):
+                r.radio.text_from(1001, "收到", request_id=5)
+            await r.until("three acks", lambda: radio.acks_received == 3)
+            assert [t.text for t in r.sink.texts] == ["收到"]
+
+    run_async(body())
+
+
+@pytest.mark.parametrize("mode", ["pty", "udp"])
+def test_emergency_raises_with_its_fix_and_the_cancel_clears(mode: Mode) -> None:
+    async def body() -> None:
+        async with rig(mode, location_interval_s=0.0) as r:
+            r.radio.emergency(1001)
+            await r.until("the alarm", lambda: bool(r.sink.alarms))
+            raised = r.sink.alarms[0]
+            assert (raised.device, raised.kind, raised.raised) == (
+                DeviceRef("dmr", "1001"), AlarmKind.EMERGENCY, True,
+            )  # fmt: skip
+            assert raised.position is not None
+            assert round(raised.position.lat, 4) == 31.2304
+            r.radio.emergency(1001, on=False)
+            await r.until("the cancel", lambda: len(r.sink.alarms) == 2)
+            assert not r.sink.alarms[1].raised
+            # The centre confirms: the radio is asked to stop its emergency reports.
+            assert await r.driver.confirm_alarm("1001", AlarmKind.EMERGENCY)
+            await r.until(
+                "the stop request",
+                lambda: any(
+                    isinstance(m, LpRequest) and m.opcode == LpOpcode.EMERGENCY_STOP_REQUEST
+                    for m in r.radio.from_gateway
+                ),
+            )
+
+    run_async(body())
+
+
+def test_an_emergency_without_a_fix_carries_the_last_position() -> None:
+    async def body() -> None:
+        async with rig("pty", location_interval_s=0.0) as r:
+            assert await r.driver.poll_location("1001")
+            await r.until("a position", lambda: bool(r.sink.positions))
+            void = GpsFix.decode(GpsFix.build(0.0, 0.0, valid=False))
+            r.radio.send(LpLocation(LpOpcode.EMERGENCY_REPORT, None, radio_ip(1001), void,
+                                    emergency_type=1))  # fmt: skip
+            await r.until("the alarm", lambda: bool(r.sink.alarms))
+            assert r.sink.alarms[0].position == r.sink.positions[-1]
+            assert len(r.sink.positions) == 1  # a void fix is not a position
+
+    run_async(body())
+
+
+def test_long_chinese_text_goes_in_parts_and_arrives_whole() -> None:
+    async def body() -> None:
+        radio = AirRadio(1001, reply=None)
+        text = "".join(chr(0x4E00 + i) for i in range(300))
+        async with rig("pty", [radio], text_limit=256) as r:
+            report, _ = await send(r.driver, order("1001", text))
+            assert report == DeliveryReport(Delivery.DELIVERED, transmissions=2)
+            assert [p[:6] for p in radio.received] == ["(1/2) ", "(2/2) "]
+            assert "".join(p[6:] for p in radio.received) == text
+            too_long = "字" * 1100
+            report, transmitted = await send(r.driver, order("1001", too_long))
+            assert report.outcome is Delivery.FAILED
+            assert "more than 4 messages" in (report.reason or "")
+            assert transmitted == 0
+
+    run_async(body())
+
+
+def test_text_up_to_the_limit_goes_as_one_message_intact() -> None:
+    async def body() -> None:
+        radio = AirRadio(1001, reply=None)
+        text = "请到人民广场东侧处理" * 25 + "警情，收到回复"  # 257 - 1 = 256 units
+        text = text[:256]
+        async with rig("udp", [radio]) as r:
+            report, _ = await send(r.driver, order("1001", text))
+            assert report.outcome is Delivery.DELIVERED
+            assert radio.received == [text]
+
+    run_async(body())
+
+
+def test_split_never_cuts_a_character() -> None:
+    emoji = "\U0001f692"  # two UTF-16 units
+    parts = split_text(emoji * 100, 64, 8)
+    assert all(len(p.encode("utf-16-le")) // 2 <= 64 for p in parts)
+    assert "".join(p.split(") ", 1)[1] for p in parts) == emoji * 100
+    assert split_text("短", 16, 1) == ["短"]
+    with pytest.raises(ValueError, match="more than 1 messages"):
+        split_text("字" * 17, 16, 1)
+
+
+def test_misbehaving_radio_loses_nothing_but_the_damaged_frames() -> None:
+    async def body() -> None:
+        radio = AirRadio(1001, report_interval_s=0.05, reply="收到", reply_delay_s=0.0)
+        bad = Misbehaviour(bad_checksums=True, duplicate_packets=True, garbage=True)
+        async with rig("pty", [radio], misbehave=bad) as r:
+            report, _ = await send(r.driver, order("1001", "task"))
+            assert report.outcome is Delivery.DELIVERED
+            await r.until("the reply", lambda: bool(r.sink.texts))
+            await r.until("positions", lambda: len(r.sink.positions) >= 2)
+            await asyncio.sleep(0.1)
+            assert [t.text for t in r.sink.texts] == ["收到"]  # its duplicate dropped
+            rejected = r.counters.rejected_by_reason
+            assert rejected.get("hrnp-checksum", 0) >= 3
+            assert rejected.get("hrnp-duplicate", 0) >= 3
+            assert rejected.get("hrnp-noise", 0) >= 1
+
+    run_async(body())
+
+
+def test_bad_datagrams_on_the_service_ports_are_counted() -> None:
+    async def body() -> None:
+        radio = AirRadio(1001, report_interval_s=0.05)
+        async with rig("udp", [radio], misbehave=Misbehaviour(bad_checksums=True)) as r:
+            await r.until("positions", lambda: len(r.sink.positions) >= 2)
+            assert r.counters.rejected_by_reason.get("hdap", 0) >= 2
+
+    run_async(body())
+
+
+def test_a_silent_radio_never_gets_a_session() -> None:
+    async def body() -> None:
+        stub = HyteraRadio([AirRadio(1001)], misbehave=Misbehaviour(silent=True))
+        async with stub:
+            link = link_config(stub.device_path)
+            driver = HyteraDriver(link, Sink(), LinkCounters())
+            conn = await open_connection("dmr", parse_url(link.url), link.serial)
+            try:
+                with pytest.raises(LinkError, match="did not accept"):
+                    await driver.run(conn)
+            finally:
+                await conn.close()
+            assert not driver.connected
+
+    run_async(body())
+
+
+def test_a_radio_that_falls_silent_ends_the_link_and_fails_the_send() -> None:
+    async def body() -> None:
+        radio = AirRadio(1001, ack_result=None, reply=None)
+        async with rig("pty", [radio], retry_intervals_s=[5.0]) as r:
+            sending = asyncio.create_task(send(r.driver, order("1001", "task")))
+            await r.until("the text at the radio", lambda: radio.received == ["task"])
+            r.radio.misbehave.silent = True
+            await r.driver.poll_location("1001")  # needs an HRNP ack that never comes
+            with pytest.raises(LinkError, match="no HRNP DATA_ACK"):
+                await r.task
+            report, _ = await sending
+            assert report == DeliveryReport(Delivery.FAILED, "link down", 1)
+            assert r.driver.pending == 0
+            assert not r.driver.can_reach("1001")
+
+    run_async(body())
+
+
+def test_invalid_address_and_empty_text_fail_without_transmitting() -> None:
+    async def body() -> None:
+        async with rig("pty") as r:
+            for address, text, reason in (
+                ("radio-1", "x", "'radio-1' is not a radio id"),
+                ("1001", "   ", "nothing to send: empty text"),
+            ):
+                report, transmitted = await send(r.driver, order(address, text))
+                assert (report.outcome, report.reason, transmitted) == (
+                    Delivery.FAILED, reason, 0,
+                )  # fmt: skip
+
+    run_async(body())
+
+
+def test_condition_reports_by_distance_when_configured() -> None:
+    async def body() -> None:
+        radio = AirRadio(1001, report_interval_s=0.05)
+        async with rig("pty", [radio], location_distance_m=50, location_interval_s=120.0) as r:
+            await r.until("positions", lambda: len(r.sink.positions) >= 2)
+            request = next(
+                m for m in r.radio.from_gateway
+                if isinstance(m, LpRequest) and m.opcode == LpOpcode.CONDITION_REQUEST
+            )  # fmt: skip
+            assert (request.trigger, request.distance_m, request.interval) == (4, 50, "00000200")
 
     run_async(body())

@@ -61,6 +61,8 @@ radio sends comes near this. It caps what a peer that sends a huge length can ma
 PC_ADDRESS: Final = 0x20
 RADIO_ADDRESS: Final = 0x10
 DEFAULT_VERSION: Final = 0x04
+MAX_VERSION: Final = 0x04
+"""Versions 0x00, 0x03 and 0x04 are seen in captures; a higher one is taken for noise."""
 
 
 class HrnpOpcode(enum.IntEnum):
@@ -171,11 +173,20 @@ def decode_frame(data: bytes) -> HrnpFrame:
         raise HyteraError(f"HRNP checksum 0x{checksum:04X}, computed 0x{computed:04X}")
     if opcode not in _OPCODES:
         raise HyteraError(f"HRNP opcode 0x{opcode:02X} unknown")
+    if version > MAX_VERSION:
+        raise HyteraError(f"HRNP version 0x{version:02X} unknown")
     return HrnpFrame(opcode, src, dst, number, bytes(data[12:]), version, block, bytes(data))
 
 
 class HrnpDecoder:
-    """Bytes in (any chunking), frames and rejections out, in order."""
+    """Bytes in (any chunking), frames and rejections out, in order.
+
+    A header is taken as one only when it is plausible: a known opcode, version 0 to
+    :data:`MAX_VERSION`, block 0 (every capture) and a length from 12 to ``max_frame_bytes``;
+    so a stray ``0x7E`` in noise rarely makes the decoder wait for a length it made up. When
+    it does, :meth:`resync` (called by the reader after a quiet spell) gives up on the
+    frame in progress and looks for the next ``0x7E``.
+    """
 
     __slots__ = ("_buffer", "max_frame_bytes")
 
@@ -186,6 +197,15 @@ class HrnpDecoder:
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+    def resync(self) -> list[HrnpFrame | HrnpRejected]:
+        """Drop the incomplete frame's first byte (nothing more came for it) and decode what
+        follows it: the rejected bytes and any frames behind them."""
+        if not self._buffer:
+            return []
+        dropped = bytes(self._buffer[:1])
+        del self._buffer[:1]
+        return [HrnpRejected("truncated", dropped), *self.feed(b"")]
 
     def feed(self, data: bytes) -> list[HrnpFrame | HrnpRejected]:
         buffer = self._buffer
@@ -207,7 +227,13 @@ class HrnpDecoder:
             if size - at < HEADER_BYTES:
                 break
             _, _, _, opcode, src, dst, number, length, checksum = unpack(buffer, at)
-            if length < HEADER_BYTES or length > self.max_frame_bytes or opcode not in _OPCODES:
+            if (
+                length < HEADER_BYTES
+                or length > self.max_frame_bytes
+                or opcode not in _OPCODES
+                or buffer[at + 1] > MAX_VERSION
+                or buffer[at + 2] != 0
+            ):
                 out.append(HrnpRejected("header", bytes(buffer[at : at + HEADER_BYTES])))
                 start = at + 1
                 continue

@@ -213,6 +213,8 @@ class _Hrnp:
         self._numbers = itertools.count(1)
         self._acks: dict[int, asyncio.Future[None]] = {}
         self.accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.broken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Fails when a DATA frame went unacknowledged: the session is over."""
         self._last_data: tuple[int, bytes] | None = None
 
     def frame(self, opcode: int, number: int = 0, data: bytes = b"") -> bytes:
@@ -238,9 +240,12 @@ class _Hrnp:
                 done, _ = await asyncio.wait((waiter,), timeout=self.ack_timeout_s)
                 if done:
                     return
-            raise LinkError(
+            error = LinkError(
                 self.link, f"no HRNP DATA_ACK for packet {number} after {self.retries + 1} tries"
             )
+            if not self.broken.done():
+                self.broken.set_exception(error)  # whoever sent it, the link is down
+            raise error
         finally:
             self._acks.pop(number, None)
             if not waiter.done():
@@ -252,6 +257,8 @@ class _Hrnp:
                 waiter.cancel()
         if not self.accepted.done():
             self.accepted.cancel()
+        if not self.broken.done():
+            self.broken.cancel()
 
     async def on_frame(self, frame: HrnpFrame) -> bytes | None:
         """Handle one received frame; the HDAP data of a new DATA frame, else None."""
@@ -360,6 +367,7 @@ class HyteraDriver(Driver):
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
                 tasks.create_task(self._read_hrnp(conn, hrnp), name=f"{self.link.name}:hrnp")
+                tasks.create_task(_until_broken(hrnp), name=f"{self.link.name}:hrnp-acks")
                 await hrnp.connect()
                 if self._udp:
                     await self._open_service_sockets(tasks)
@@ -450,18 +458,30 @@ class HyteraDriver(Driver):
     async def _read_hrnp(self, conn: Connection, hrnp: _Hrnp) -> None:
         decoder = HrnpDecoder()
         while True:
-            data = await conn.read()
+            if decoder.buffered:
+                # Part of a frame waits: if the rest never comes, it was noise after all.
+                try:
+                    async with asyncio.timeout(self.hrnp_ack_timeout_s):
+                        data = await conn.read()
+                except TimeoutError:
+                    await self._hrnp_items(hrnp, decoder.resync())
+                    continue
+            else:
+                data = await conn.read()
             self.counters.rx_bytes += len(data)
             self._last_rx = time.monotonic()
-            for item in decoder.feed(data):
-                if isinstance(item, HrnpRejected):
-                    self.rejects.reject(f"hrnp-{item.reason}", item.raw)
-                    continue
-                if hrnp.is_duplicate(item):
-                    self.rejects.reject("hrnp-duplicate", item.raw, "packet number repeated")
-                payload = await hrnp.on_frame(item)
-                if payload is not None:
-                    self.handle_hdap(payload)
+            await self._hrnp_items(hrnp, decoder.feed(data))
+
+    async def _hrnp_items(self, hrnp: _Hrnp, items: list[HrnpFrame | HrnpRejected]) -> None:
+        for item in items:
+            if isinstance(item, HrnpRejected):
+                self.rejects.reject(f"hrnp-{item.reason}", item.raw)
+                continue
+            if hrnp.is_duplicate(item):
+                self.rejects.reject("hrnp-duplicate", item.raw, "packet number repeated")
+            payload = await hrnp.on_frame(item)
+            if payload is not None:
+                self.handle_hdap(payload)
 
     async def _read_udp(self, sock: DatagramSocket) -> None:
         while True:
@@ -682,9 +702,7 @@ class HyteraDriver(Driver):
         await self._send(encode_service(request), NORMAL)
 
     def can_reach(self, address: str) -> bool:
-        return (
-            self._channel is not None and self.own_id is not None and _radio(address) is not None
-        )
+        return self._channel is not None and self.own_id is not None and _radio(address) is not None
 
     async def poll_location(self, address: str) -> bool:
         radio = _radio(address)
@@ -837,6 +855,11 @@ def _seq(options: Any, key: str, default: tuple[object, ...]) -> tuple[object, .
     if not isinstance(value, tuple | list):
         raise TypeError(f"option {key} is {type(value).__name__}, not a list")
     return tuple(value)
+
+
+async def _until_broken(hrnp: _Hrnp) -> None:
+    """Raise the session's fatal error when it comes (ending the link's task group)."""
+    await hrnp.broken
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
