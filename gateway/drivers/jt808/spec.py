@@ -15,6 +15,7 @@ from gateway.drivers.spec import (
     dial_in_options,
     options,
 )
+from gateway.errors import ConfigError
 from gateway.options import OptionSpec, each, float_range, non_empty, positive
 
 
@@ -24,6 +25,17 @@ def phone_number(address: str) -> str:
     if not address.isascii() or not address.isdigit() or len(address) > 20:
         raise ValueError(f"{address!r} is not a terminal phone number (up to 20 digits)")
     return address.lstrip("0") or "0"
+
+
+def _question_text(value: str, key: str) -> str:
+    """A question a terminal can show: 1 to 255 bytes of GBK (its length is one byte)."""
+    try:
+        size = len(non_empty(value, key).encode("gbk"))
+    except UnicodeEncodeError:
+        raise ConfigError(key, "must be text GBK can carry (no emoji)") from None
+    if size > 255:
+        raise ConfigError(key, f"is {size} bytes in GBK, at most 255")
+    return value
 
 
 SPEC = ProtocolSpec(
@@ -36,7 +48,6 @@ SPEC = ProtocolSpec(
             "float",
             60.0,
             positive,
-            SERVER_TRANSPORTS,
             doc="A connection whose terminal has not authenticated (0x0102) within this many "
             "seconds is closed; until then its reports are answered with a failure (0x8001 "
             "result 1) and not published.",
@@ -45,7 +56,6 @@ SPEC = ProtocolSpec(
             "bool",
             False,
             None,
-            SERVER_TRANSPORTS,
             doc="Accept the authentication (0x0102) of a terminal that never registered "
             "(0x0100) with this gateway, whatever code it sends: for cheap trackers that skip "
             "registration and send their phone number or IMEI as the code. The allow list "
@@ -55,7 +65,6 @@ SPEC = ProtocolSpec(
             "float_list",
             (10.0, 20.0, 40.0),
             each(float_range(0.01, 3600.0), max_items=10),
-            SERVER_TRANSPORTS,
             doc="A text (0x8300) is sent again after each of these waits until the terminal "
             "confirms it (0x0001); after the last one it is `failed`.",
         ),
@@ -63,7 +72,6 @@ SPEC = ProtocolSpec(
             "bool",
             False,
             None,
-            SERVER_TRANSPORTS,
             doc="After a task's text is delivered to a 2013 terminal, ask it the `question` "
             "(0x8302, answers 1 accept / 2 decline); the terminal's 0x0302 answer makes the "
             "task `acknowledged` or `declined`. 2019 terminals are never asked (the standard "
@@ -72,8 +80,7 @@ SPEC = ProtocolSpec(
         question=OptionSpec(
             "str",
             "接受任务?",
-            non_empty,
-            SERVER_TRANSPORTS,
+            _question_text,
             doc="The question `ask_to_accept` sends (GBK; the answers are 接受 and 拒绝).",
         ),
     ),
