@@ -237,7 +237,7 @@ def test_packets_before_login_are_not_acked() -> None:
 def test_text_goes_out_as_0x80_and_the_reply_delivers_it() -> None:
     async def scenario() -> None:
         async with (
-            gt06_link(screen=True, text_encoding="utf-8") as (driver, _sink, _s, port),
+            gt06_link(has_screen=True, text_encoding="utf-8") as (driver, _sink, _s, port),
             tracker(port) as short,
             tracker(port, OTHER, long_replies=True) as long,
         ):
@@ -257,7 +257,7 @@ def test_text_goes_out_as_0x80_and_the_reply_delivers_it() -> None:
 
 def test_text_without_a_reply_fails_after_its_retries_and_leaves_nothing_pending() -> None:
     async def scenario() -> None:
-        async with gt06_link(screen=True, retry_intervals_s=(0.05, 0.05)) as (
+        async with gt06_link(has_screen=True, retry_intervals_s=(0.05, 0.05)) as (
             driver,
             _sink,
             sessions,

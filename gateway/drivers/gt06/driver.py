@@ -33,7 +33,7 @@ from ``../shared/notes/gt06.md``; the decisions are here.
   and ``tamper``. So an SOS is cleared by the tracker's next heartbeat that no longer shows
   it. ``overspeed``, ``other`` (and ``geofence`` without an enter-fence packet) stay raised
   until the centre clears them (``clear_alarm``).
-* **Text** (``screen = true`` only): an 0x80 online command carrying the text, with a 32-bit
+* **Text** (``has_screen = true`` only): an 0x80 online command carrying the text, with a 32-bit
   server flag the tracker echoes in its reply (0x15 or 0x21): the reply with that flag makes
   the order delivered. The same flag is sent again after each ``retry_intervals_s``.
   Trackers without a screen have no way to show text: text to them fails at once.
@@ -190,7 +190,7 @@ class Gt06Driver(Driver):
         self.max_frame_bytes = _option(link, "max_frame_bytes", int)
         self.time_zone = _option(link, "time_zone", str)
         self._tz_minutes = time_zone_offset_minutes(self.time_zone)
-        self.screen = _option(link, "screen", bool)
+        self.screen = _option(link, "has_screen", bool)
         self.text_encoding = _option(link, "text_encoding", str)
         self.retry_intervals_s = tuple(float(v) for v in _option(link, "retry_intervals_s", tuple))
         self._recent = _Recent(DUPLICATE_WINDOW_S, DUPLICATE_MAX)
@@ -385,7 +385,7 @@ class Gt06Driver(Driver):
     def _command_body(self, order: TextOrder) -> tuple[str, bytes] | str:
         """The tracker's IMEI and the encoded text, or why the order cannot be sent."""
         if not self.screen:
-            return "GT06 trackers of this link have no screen (screen = false)"
+            return "GT06 trackers of this link have no screen (has_screen = false)"
         if len(self._pending) >= PENDING_MAX:
             return "too many texts waiting for replies"
         try:

@@ -86,7 +86,7 @@ SPEC = ProtocolSpec(
             "in its extended login (UTC when it does not). Packets 0x22, 0x26 and 0x27 are UTC "
             "whatever this says. Positions are always published in UTC.",
         ),
-        screen=OptionSpec(
+        has_screen=OptionSpec(
             "bool",
             False,
             doc="The trackers of this link have a screen that shows the text of an online command "
