@@ -100,7 +100,7 @@ def mototrbo_link(ports: list[int], **overrides: object) -> LinkConfig:
         "cai": 127,
         "location_interval_s": 1,
         "retry_intervals_s": [0.3, 0.3],
-        "preset_texts": ["到达=on_scene"],
+        "status_stages": ["到达=on_scene"],
         "register": "open",
         **overrides,
     }
@@ -244,7 +244,7 @@ def test_text_is_delivered_on_ack_and_fails_without() -> None:
 
 def test_long_text_goes_in_numbered_parts() -> None:
     async def scenario() -> None:
-        async with rig([SubscriberRadio(1001)], location_interval_s=0, max_text_chars=20) as r:
+        async with rig([SubscriberRadio(1001)], location_interval_s=0, text_limit=20) as r:
             await until(lambda: r.sessions.devices == 1, "registered")
             report = await r.driver.send_text(order("一二三四五六七八九十" * 3), Transmitted())
             assert report.outcome is Delivery.DELIVERED

@@ -63,7 +63,7 @@ lrrp_port = {ports[2]}
 cai = 127
 location_interval_s = 1
 retry_intervals_s = [0.5, 0.5]
-preset_texts = ["到达现场=on_scene"]
+status_stages = ["到达现场=on_scene"]
 
 [[units]]
 id = "zhang-wei"

@@ -19,8 +19,9 @@ data reaches the gateway as UDP, each radio from its own address
   ``delivered``; with no ack after every ``retry_intervals_s`` (the same sequence number each
   time) the order fails. Each new message takes the radio's next sequence number (7 bits). Text
   from radios is acked (every copy: a copy means our ack was lost), its subject line or leading
-  CR LF stripped, and passed on once with its sequence number as ``message_id``; a configured
-  preset text becomes that stage's answer.
+  CR LF stripped, and passed on once with its sequence number as ``message_id``; a preset text
+  of ``status_stages`` becomes that stage's answer. Text beyond ``text_limit`` goes as numbered
+  parts, each acked before the next.
 
 The TMS and LRRP sockets are bound on the url's host (not the wildcard when a host is given)
 while at least one radio has an ARS session: the link's server runs sessions, and the services
@@ -146,14 +147,14 @@ class MototrboDriver(Driver):
         self.tms_port = link.option("tms_port", int)
         self.lrrp_port = link.option("lrrp_port", int)
         self.cai = link.option("cai", int)
-        self.location_interval_s = link.option("location_interval_s", int)
+        self.location_interval_s = _whole_seconds(link.options.get("location_interval_s", 60.0))
         self.location_distance_m = link.option("location_distance_m", int)
         self.arm_emergency = link.option("arm_emergency", bool)
         self.refresh_min = link.option("ars_refresh_min", int)
         self.retry_intervals_s = tuple(float(s) for s in link.option("retry_intervals_s", tuple))
-        self.max_text_chars = link.option("max_text_chars", int)
+        self.max_text_chars = link.option("text_limit", int)
         self.presets: dict[str, str] = {}
-        for entry in link.option("preset_texts", tuple):
+        for entry in link.option("status_stages", tuple):
             text, _, stage = str(entry).rpartition("=")
             self.presets[_fold(text)] = stage
         self._services: _Services | None = None
@@ -573,6 +574,13 @@ class _Transmissions:
         self.count += 1
         if self.count == 1:
             self._on_transmitted()
+
+
+def _whole_seconds(value: object) -> int:
+    """An LRRP interval: whole seconds, at least 1 unless 0 (none)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return 0
+    return max(1, round(value))
 
 
 def _fold(text: str) -> str:

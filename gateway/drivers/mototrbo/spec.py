@@ -18,7 +18,7 @@ from gateway.drivers.spec import (
     options,
 )
 from gateway.errors import ConfigError
-from gateway.options import OptionSpec, each, int_range, positive
+from gateway.options import OptionSpec, each, float_range, int_range, positive
 
 _MAX_RADIO_ID: Final = 0xFFFFFF  # DMR radio ids are 24 bits
 PRESET_STAGES: Final = ("acknowledged", "declined", "contacted", "on_scene", "feedback", "closed")
@@ -80,11 +80,11 @@ SPEC = ProtocolSpec(
             "`<cai>.(N>>16).((N>>8)&255).(N&255)` (12 in MOTOTRBO's default plan).",
         ),
         location_interval_s=OptionSpec(
-            "int",
-            60,
-            int_range(0, 86400),
+            "float",
+            60.0,
+            float_range(0.0, 86400.0),
             doc="Each radio reports its position this often once registered (a triggered "
-            "location request); 0: no periodic reports.",
+            "location request, in whole seconds); 0: no periodic reports.",
         ),
         location_distance_m=OptionSpec(
             "int",
@@ -109,19 +109,20 @@ SPEC = ProtocolSpec(
         retry_intervals_s=OptionSpec(
             "float_list", (10.0, 20.0, 40.0), each(positive, max_items=16)
         ),
-        max_text_chars=OptionSpec(
+        text_limit=OptionSpec(
             "int",
             280,
             int_range(16, 280),
             doc="Longest text one message carries: 280 characters on current radios, 138 on "
             "first-generation ones. Longer texts go as numbered parts, `(1/2) ...`.",
         ),
-        preset_texts=OptionSpec(
+        status_stages=OptionSpec(
             "str_list",
             (),
             each(preset_text, max_items=64),
-            doc='The radios\' quick texts that answer a task, as `"text=stage"` '
-            '(`"收到=acknowledged"`, `"到达=on_scene"`). Other texts are read like any reply.',
+            doc='The radios\' preset (quick) texts that answer a task, as `"text=stage"` '
+            '(`["收到=acknowledged", "到达=on_scene"]`): a text that is exactly one of them '
+            "reports that stage; other texts are read like any reply.",
         ),
         offline_after_s=OptionSpec("float", OFFLINE_AFTER_S, positive),
         # A radio registers again every refresh period: silence on ARS beyond 1.5 of them is a
