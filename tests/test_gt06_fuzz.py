@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +20,7 @@ from protocols.gt06 import (
     Rejected,
     decode,
     encode_frame,
+    messages,
 )
 
 CAP = 300
@@ -90,3 +92,33 @@ def test_packets_between_garbage_in_any_chunking(
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
     chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
     assert [f.raw for f in run(chunks)] == raws
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.binary(min_size=27, max_size=27))
+def test_the_struct_fast_path_reads_what_the_construct_schema_says(block: bytes) -> None:
+    """The GPS and LBS blocks are read with struct on the hot path; the construct layouts are
+    the schema. Both must agree on every input."""
+    schema = messages.GPS_LAYOUT.parse(block[:18])
+    t = schema.time
+    try:
+        when = datetime(2000 + t.year, t.month, t.day, t.hour, t.minute, t.second)
+    except ValueError:
+        with pytest.raises(Gt06Error):
+            messages.read_gps(block)
+        return
+    fast = messages.read_gps(block)
+    assert fast.time == when
+    assert round(abs(fast.lat) * messages.COORD_DIVISOR) == schema.lat
+    assert round(abs(fast.lon) * messages.COORD_DIVISOR) == schema.lon
+    assert (fast.speed_kmh, fast.satellites) == (schema.speed_kmh, schema.gps_info & 0x0F)
+    assert fast.course == schema.course_status & 0x3FF
+    cell, size = messages.read_cell(block[18:])
+    lbs = messages.CELL_LAYOUT.parse(block[18:])
+    assert (cell.mcc, cell.mnc, cell.lac, cell.cell_id) == (
+        lbs.mcc & 0x7FFF,
+        lbs.mnc,
+        lbs.lac,
+        lbs.cell_id,
+    )
+    assert size == (9 if lbs.mcc & 0x8000 else 8)
