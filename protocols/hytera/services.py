@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import math
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -750,7 +751,7 @@ def encode_service(msg: ServiceMessage, *, reliable: bool = False) -> HdapEnvelo
             env = _encode_dds(msg)
     except HyteraError:
         raise
-    except (OverflowError, ValueError, ConstructError) as exc:  # a value out of its field
+    except (OverflowError, ValueError, struct.error, ConstructError) as exc:  # out of its field
         raise HyteraError(f"cannot encode {type(msg).__name__}: {exc}") from None
     if reliable:
         return HdapEnvelope(env.service, env.opcode, env.payload, True)
