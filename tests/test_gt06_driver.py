@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 import pytest
 
-from firmware_stubs.gt06_tracker import Gt06Tracker
+from firmware_stubs.gt06_tracker import Gt06Tracker, TrackerFleet
 from gateway.config import LinkConfig
 from gateway.devkit.broker import free_port
 from gateway.drivers.gt06.driver import Gt06Driver
@@ -308,5 +308,23 @@ def test_classic_times_are_converted_to_utc(
         now = datetime.now(UTC)
         for position in sink.positions:
             assert timedelta(0) <= now - position.fix_time < timedelta(minutes=5)
+
+    run_async(scenario())
+
+
+def test_a_fleet_from_one_process_on_an_open_link() -> None:
+    async def scenario() -> None:
+        async with gt06_link(allowed=None) as (_driver, sink, sessions, port):
+            fleet = TrackerFleet(
+                "127.0.0.1", port, 40, report_interval_s=0.05, heartbeat_interval_s=0.2
+            )
+            async with fleet:
+                await until(lambda: sessions.devices == 40, "every tracker logged in")
+                imeis = {t.imei for t in fleet.trackers}
+                await until(
+                    lambda: {p.device.address for p in sink.positions} == imeis,
+                    "a position from every tracker",
+                )
+            await until(lambda: len(sessions) == 0, "every session closed")
 
     run_async(scenario())
