@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,8 +71,14 @@ class _RadioState:
     emergency_request: bytes | None = None
     texts: list[str] = field(default_factory=list)
     """Texts received from the gateway (their bodies)."""
+    text_sns: list[int | None] = field(default_factory=list)
+    """Their sequence numbers."""
     acks: list[int | None] = field(default_factory=list)
     """Sequence numbers the gateway acked."""
+    text_times: list[float] = field(default_factory=list)
+    """When each text arrived (:func:`time.monotonic`), for benchmarks."""
+    ack_times: list[float] = field(default_factory=list)
+    """When each ack to the gateway was sent (:func:`time.monotonic`)."""
     requests: list[lrrp.LrrpRequest] = field(default_factory=list)
     ars_answers: list[ars.ArsResponse] = field(default_factory=list)
     last_text: bytes = b""
@@ -289,9 +296,12 @@ class ControlStation:
             return
         if not isinstance(message, tms.TmsText):
             return
+        state.text_times.append(time.monotonic())
+        state.texts.append(message.body)
+        state.text_sns.append(message.sn)
         if message.ack_requested and state.config.ack == "always":
             self._send(state, "tms", tms.encode_ack(message))
-        state.texts.append(message.body)
+            state.ack_times.append(time.monotonic())
         reply = state.config.reply
         if reply is not None:
             self._spawn(self._reply_later(state.config.radio_id, reply, state.config.reply_delay_s))

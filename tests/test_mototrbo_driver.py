@@ -234,7 +234,11 @@ def test_text_is_delivered_on_ack_and_fails_without() -> None:
             assert lost.outcome is Delivery.FAILED
             assert lost.reason == "no ack after 2 tries"
             assert lost.transmissions == 2
-            assert r.station.radios[1003].texts == ["没有回执", "没有回执"]  # same SN, retried
+            assert r.station.radios[1003].texts == ["没有回执", "没有回执"]
+            retried = r.station.radios[1003].text_sns
+            assert retried[0] == retried[1]  # a retry keeps its sequence number
+            first, second = r.station.radios[1001].text_sns
+            assert first != second  # a new message takes a new one
             offline = await r.driver.send_text(order("x", "4242"), Transmitted())
             assert offline.outcome is Delivery.FAILED
             assert r.driver.pending == 0
