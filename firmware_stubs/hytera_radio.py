@@ -43,6 +43,7 @@ import sys
 import tty
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Final, Literal
 
@@ -353,9 +354,12 @@ class HyteraRadio:
 
     def _fix(self, radio: AirRadio) -> GpsFix:
         lat, lon, heading = radio.position()
-        return GpsFix.decode(
-            GpsFix.build(lat, lon, time="120000", date="010126", speed_knots=2.5, direction=heading)
-        )
+        now = datetime.now(UTC)
+        block = GpsFix.build(
+            lat, lon, time=now.strftime("%H%M%S"), date=now.strftime("%d%m%y"),
+            speed_knots=2.5, direction=heading,
+        )  # fmt: skip
+        return GpsFix.decode(block)
 
     def _on_lp_request(self, request: LpRequest) -> None:
         radio = self.radios.get(radio_id(request.radio))
