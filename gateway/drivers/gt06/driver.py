@@ -46,7 +46,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final, TypeVar
 
 from gateway.config import LinkConfig
@@ -293,7 +293,7 @@ class Gt06Driver(Driver):
         if not utc:
             offset = self._tz_minutes if self._tz_minutes is not None else tracker.tz_minutes or 0
         try:
-            return (gps.time - timedelta(minutes=offset)).replace(tzinfo=utc_now().tzinfo)
+            return (gps.time - timedelta(minutes=offset)).replace(tzinfo=UTC)
         except OverflowError:
             return None
 
