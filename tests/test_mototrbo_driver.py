@@ -328,14 +328,17 @@ def test_a_radio_not_allowed_is_told_so_and_refused() -> None:
 
 def test_malformed_datagrams_cost_only_themselves() -> None:
     async def scenario() -> None:
-        async with rig([SubscriberRadio(1001)], location_interval_s=0) as r:
+        radios = [SubscriberRadio(1001), SubscriberRadio(1009, register=False)]
+        async with rig(radios, location_interval_s=0) as r:
             await until(lambda: r.sessions.devices == 1, "registered")
             station = r.station
+            station.send_text(1009, "还没注册")  # TMS and LRRP need a registration first
+            await until(lambda: "unregistered" in r.counters.rejected_by_reason, "refused")
             for service in ("ars", "tms", "lrrp"):
                 station.send_truncated(1001, service)
                 station.send_wrong_length(1001, service)
             station.send_raw(1001, "lrrp", b"\xff" * 40)
-            await until(lambda: r.counters.rejected >= 7, "seven rejects")
+            await until(lambda: r.counters.rejected >= 8, "eight rejects")
             assert set(r.counters.rejected_by_reason) >= {"ars", "tms", "lrrp"}
             # Still serving: a text goes out and comes back, a poll is answered.
             report = await r.driver.send_text(order("还在吗"), Transmitted())

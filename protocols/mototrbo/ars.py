@@ -37,7 +37,9 @@ FIRST_HEADER: Final = BitStruct(
     "control" / Flag,
     "pdu_type" / BitsInteger(4),
 ).compile()
-"""The first header of every ARS PDU, as data (compiled: about 5x faster than interpreted)."""
+"""The first header of every ARS PDU, as data. Compiled, though for a one-byte bit field
+that gains nothing measurable (76k vs 84k parses/s here): ARS is a few datagrams per radio
+per half hour, far from any hot path."""
 REGISTRATION_HEADER: Final = BitStruct(
     "ext" / Flag, "event" / BitsInteger(2), "encoding" / BitsInteger(5)
 ).compile()

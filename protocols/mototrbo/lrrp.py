@@ -12,9 +12,11 @@ Where the sources conflict, one named constant says what we read, with the major
 a radio at a known place, heading and speed.
 
 Hot path: the report decoder runs for every position of every radio. It is a loop over a
-dict of small readers with ``struct`` for the fixed-width coordinates: a profile of the
-construct version spent most of its time building containers (bench/mototrbo.py measures
-this decoder against merely splitting the same datagrams into tokens).
+dict of small readers, with ``struct`` for the fixed-width coordinates: measured here, a
+compiled construct ``Struct(Int32ub, Int32sb)`` parses 310k coordinate pairs/s against
+``struct.unpack_from``'s 8.4M/s, which would add about 3 us to a report that decodes in 5-8 us
+(bench/mototrbo.py measures the whole decoder against merely splitting the same datagrams
+into tokens). The token tables stay data either way.
 """
 
 from __future__ import annotations
