@@ -4,6 +4,7 @@ oracles (ok-dmrlib, for the fields it reads right), and fuzzing of all three dec
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,10 @@ from protocols.mototrbo.common import (
     read_ufloatvar,
     read_uintvar,
 )
+
+# trbodatasvc installs as TrboDataSvc (no types; pyproject's override names "trbodatasvc").
+trbo_util: Any = importlib.import_module("TrboDataSvc.util")
+TrboLrrp: Any = importlib.import_module("TrboDataSvc.lrrp").LRRP
 
 
 def load_vectors(vectors_dir: Path, layer: str) -> list[dict[str, Any]]:
@@ -321,6 +326,28 @@ def test_ok_dmrlib_reads_a_northern_report_the_same() -> None:
         121.4737, abs=1e-6
     )
     assert alt == 4.5
+
+
+@pytest.mark.parametrize("radio", [1, 12045, 0xFFFFFF])
+def test_trbodatasvc_agrees_on_addresses(radio: int) -> None:
+    assert radio_ip(radio) == trbo_util.id2ip(12, radio)
+    assert radio_id_of(radio_ip(radio)) == trbo_util.ip2id(radio_ip(radio))
+
+
+def test_trbodatasvc_reads_a_northern_eastern_point_the_same() -> None:
+    # trbodatasvc decodes only what radios send, and reads a southern latitude a third way:
+    # compare a northern-eastern point (the stub's report), through its own helpers.
+    report = lrrp.LrrpReport(
+        lrrp.DocId.TRIGGERED_LOCATION_REPORT,
+        b"\x01",
+        shape=lrrp.Shape.POINT_2D,
+        lat=31.2304,
+        lon=121.4737,
+    )
+    raw = lrrp.encode_report(report)
+    point = raw[raw.index(0x66) + 1 :][:8]
+    assert TrboLrrp._decodeLat(None, point[:4]) == pytest.approx(31.2304, abs=1e-5)  # noqa: SLF001 - the oracle's decoder
+    assert TrboLrrp._decodeLon(None, point[4:]) == pytest.approx(121.4737, abs=1e-5)  # noqa: SLF001 - the oracle's decoder
 
 
 # --- fuzzing: only the codec's own error escapes -----------------------------------------------
