@@ -41,6 +41,11 @@ from protocols.hytera.hrnp import (
     internet_checksum,
 )
 from protocols.hytera.services import (
+    GPS,
+    GPS_FAST,
+    REQ_IP_FAST,
+    TMP_ADDRESSES,
+    TMP_ADDRESSES_FAST,
     DdsReport,
     GpsFix,
     LpAnswer,
@@ -530,3 +535,15 @@ def test_lp_answers_and_dds_round_trip() -> None:
         if isinstance(decoded, RcpMessage):
             decoded = dataclasses.replace(decoded, payload=b"")  # RCP keeps its raw payload
         assert decoded == message
+
+
+def test_fast_readings_agree_with_the_layouts_as_data() -> None:
+    parsed = GPS.parse(GPS_BLOCK)
+    fast = GPS_FAST.unpack(GPS_BLOCK)
+    names = ("status", "time", "date", "ns", "lat", "ew", "lon", "speed", "direction")
+    assert tuple(parsed[name] for name in names) == fast
+    assert GPS_FAST.size == GPS.sizeof() == 40
+    addresses = bytes.fromhex("000000070a0003ea0a0003e9")
+    a = TMP_ADDRESSES.parse(addresses)
+    assert (a.request_id, a.dest, a.src) == TMP_ADDRESSES_FAST.unpack(addresses)
+    assert REQ_IP_FAST.unpack(addresses[:8]) == (7, radio_ip(1002))

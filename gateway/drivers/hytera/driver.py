@@ -823,8 +823,10 @@ def _fix_time(gps: GpsFix, received: datetime) -> datetime:
     """The block's UTC date and time, never after ``received``; ``received`` when absent."""
     if gps.time is None or gps.date is None:
         return received
+    d, t = gps.date, gps.time  # DDMMYY, HHMMSS: six digits each (the codec checks)
     try:
-        at = datetime.strptime(gps.date + gps.time, "%d%m%y%H%M%S").replace(tzinfo=UTC)
+        at = datetime(2000 + int(d[4:]), int(d[2:4]), int(d[:2]), int(t[:2]), int(t[2:4]),
+                      int(t[4:]), tzinfo=UTC)  # fmt: skip
     except ValueError:
         return received
     return min(at, received)
