@@ -55,8 +55,8 @@ def _status_stage(value: str, key: str) -> str:
     return f"{status}={stage}"
 
 
-def _port(doc: str, default: int) -> OptionSpec:
-    return OptionSpec("int", default, int_range(0, 65535), _UDP, doc=doc)
+def _port(doc: str, default: int, low: int = 1) -> OptionSpec:
+    return OptionSpec("int", default, int_range(low, 65535), _UDP, doc=doc)
 
 
 SPEC = ProtocolSpec(
@@ -161,9 +161,11 @@ SPEC = ProtocolSpec(
             doc="Address the gateway's service sockets bind to (the PC IP of the radio's "
             "codeplug, or 0.0.0.0).",
         ),
-        local_rrs_port=_port("Gateway's UDP port for registration (0: any).", 3002),
-        local_lp_port=_port("Gateway's UDP port for location (0: any).", 3003),
-        local_tmp_port=_port("Gateway's UDP port for text messages (0: any).", 3004),
+        local_rrs_port=_port(
+            "The gateway's UDP port for registration, where the radio sends.", 3002
+        ),
+        local_lp_port=_port("The gateway's UDP port for location, where the radio sends.", 3003),
+        local_tmp_port=_port("The gateway's UDP port for text, where the radio sends.", 3004),
     ),
     address=radio_id,
     address_example="1001",
