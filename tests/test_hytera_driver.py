@@ -8,6 +8,7 @@ busy back-off, report intervals), never slept through. See ``docs/protocols/hyte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -55,7 +56,7 @@ pytestmark = pytest.mark.timeout(60)
 
 Mode = Literal["pty", "udp"]
 FAST = {
-    "hrnp_ack_timeout_s": 0.3,
+    "hrnp_ack_timeout_s": 0.5,
     "hrnp_retries": 2,
     "retry_intervals_s": [0.4, 0.4, 0.4],
     "busy_backoff_s": 0.05,
@@ -476,5 +477,41 @@ def test_condition_reports_by_distance_when_configured() -> None:
                 if isinstance(m, LpRequest) and m.opcode == LpOpcode.CONDITION_REQUEST
             )  # fmt: skip
             assert (request.trigger, request.distance_m, request.interval) == (4, 50, "00000200")
+
+    run_async(body())
+
+
+def test_keepalive_finds_a_dead_radio_and_the_link_comes_back() -> None:
+    """A radio that stops answering is found by the keep-alive (no HRNP ack); the next
+    session on a fresh connection (what the link supervisor opens) works again."""
+
+    async def body() -> None:
+        radio = AirRadio(1001, reply=None)
+        stub = HyteraRadio([radio], own_id=7)
+        async with stub:
+            link = link_config(stub.device_path, keepalive_s=0.3, location_interval_s=0.0)
+            driver = HyteraDriver(link, Sink(), LinkCounters())
+            for session in (1, 2):
+                stub.misbehave.silent = False
+                conn = await open_connection("dmr", parse_url(link.url), link.serial)
+                task = asyncio.create_task(driver.run(conn))
+                try:
+                    async with asyncio.timeout(10):
+                        while not driver.connected:  # noqa: ASYNC110 - no event to wait on
+                            await asyncio.sleep(0.01)
+                    assert stub.sessions == session
+                    report, _ = await send(driver, order("1001", f"task {session}"))
+                    assert report.outcome is Delivery.DELIVERED
+                    stub.misbehave.silent = True
+                    with pytest.raises(LinkError, match="no HRNP DATA_ACK"):
+                        await asyncio.wait_for(task, 10)
+                    assert not driver.can_reach("1001")
+                    assert driver.pending == 0
+                finally:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, LinkError):
+                        await task
+                    await conn.close()
+            assert radio.received == ["task 1", "task 2"]
 
     run_async(body())

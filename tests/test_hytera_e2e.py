@@ -95,7 +95,7 @@ reconnect_max_s = 0.5
 name = "dmr"
 protocol = "hytera"
 {link}
-hrnp_ack_timeout_s = 0.3
+hrnp_ack_timeout_s = 0.5
 retry_intervals_s = [1.0, 1.0, 1.0]
 location_interval_s = 1.0
 status_stages = ["3=on_scene", "4=closed"]
