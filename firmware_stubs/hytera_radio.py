@@ -18,7 +18,8 @@ air", each an :class:`AirRadio`:
   (type :data:`EMERGENCY_CANCEL_TYPE`), with the radio's position.
 
 Where it runs: ``mode="pty"`` makes a pty pair (the gateway opens :attr:`device_path`, HRNP
-carries everything); ``mode="udp"`` binds loopback UDP ports as the radio's USB network
+carries everything); ``mode="tcp"`` serves the same HRNP stream on :attr:`tcp_port` (a serial
+server in front of the radio); ``mode="udp"`` binds loopback UDP ports as the radio's USB network
 interface would: HRNP radio control on :attr:`rcp_port`, bare HDAP for RRS, LP and TMP on
 :attr:`service_ports`, sent to the gateway's ``gateway_ports``.
 
@@ -142,7 +143,7 @@ class HyteraRadio:
         *,
         own_id: int = 1,
         subnet: int = 10,
-        mode: Literal["pty", "udp"] = "pty",
+        mode: Literal["pty", "udp", "tcp"] = "pty",
         host: str = "127.0.0.1",
         gateway_ports: dict[int, int] | None = None,
         misbehave: Misbehaviour | None = None,
@@ -170,6 +171,9 @@ class HyteraRadio:
         self._rcp: asyncio.DatagramTransport | None = None
         self._rcp_peer: tuple[str, int] | None = None
         self._udp: dict[int, asyncio.DatagramTransport] = {}
+        self._server: asyncio.Server | None = None
+        self._stream: asyncio.Transport | None = None
+        self.tcp_port = 0
         self._session_up = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -194,6 +198,10 @@ class HyteraRadio:
             os.set_blocking(self._master, False)
             self.device_path = os.ttyname(self._slave)
             loop.add_reader(self._master, self._on_pty_readable)
+            return
+        if self.mode == "tcp":
+            self._server = await loop.create_server(lambda: _Stream(self), self.host, 0)
+            self.tcp_port = int(self._server.sockets[0].getsockname()[1])
             return
         rcp_transport, _ = await loop.create_datagram_endpoint(
             lambda: _Datagrams(self._on_rcp_datagram), local_addr=(self.host, 0)
@@ -220,9 +228,14 @@ class HyteraRadio:
             os.close(self._master)
             os.close(self._slave)
             self._master = self._slave = -1
-        for transport in [self._rcp, *self._udp.values()]:
+        for transport in [self._rcp, *self._udp.values(), self._stream]:
             if transport is not None:
                 transport.close()
+        self._stream = None
+        if self._server is not None:
+            self._server.close()
+            await asyncio.wait_for(self._server.wait_closed(), 5)
+            self._server = None
         self._rcp = None
         self._udp.clear()
 
@@ -247,6 +260,8 @@ class HyteraRadio:
         if self._master >= 0:
             with contextlib.suppress(BlockingIOError, OSError):
                 os.write(self._master, data)
+        elif self._stream is not None:
+            self._stream.write(data)
         elif self._rcp is not None and self._rcp_peer is not None:
             self._rcp.sendto(data, self._rcp_peer)
 
@@ -283,6 +298,16 @@ class HyteraRadio:
             data = os.read(self._master, 65536)
         except (BlockingIOError, OSError):
             return
+        self._feed_hrnp(data)
+
+    def attach_stream(self, transport: asyncio.Transport) -> None:
+        """A TCP client connected: it replaces any earlier one (one HRNP session at a time)."""
+        if self._stream is not None:
+            self._stream.close()
+        self._stream = transport
+        self._decoder = HrnpDecoder()
+
+    def feed_stream(self, data: bytes) -> None:
         self._feed_hrnp(data)
 
     def _on_rcp_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -428,6 +453,20 @@ class HyteraRadio:
                              emergency_type=kind))  # fmt: skip
 
 
+class _Stream(asyncio.Protocol):
+    """The HRNP stream of one TCP client (a serial server's view of the radio)."""
+
+    def __init__(self, radio: HyteraRadio) -> None:
+        self._radio = radio
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._radio.attach_stream(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._radio.feed_stream(data)
+
+
 class _Datagrams(asyncio.DatagramProtocol):
     def __init__(self, on_datagram: object) -> None:
         self._on = on_datagram
@@ -445,7 +484,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m firmware_stubs.hytera_radio",
         description="A simulated Hytera radio on a pty (serial HRNP) or loopback UDP.",
     )
-    parser.add_argument("--mode", choices=("pty", "udp"), default="pty")
+    parser.add_argument("--mode", choices=("pty", "udp", "tcp"), default="pty")
     parser.add_argument("--own-id", type=int, default=1)
     parser.add_argument("--radio", type=int, action="append", default=[],
                         help="a radio on the air (repeatable); default 1001")  # fmt: skip
@@ -493,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         async with stub:
             if stub.mode == "pty":
                 print(f"hytera-radio {stub.own_id}: serial HRNP on {stub.device_path}", flush=True)
+            elif stub.mode == "tcp":
+                print(f"hytera-radio {stub.own_id}: tcp://{stub.host}:{stub.tcp_port}", flush=True)
             else:
                 ports = ", ".join(f"{Service(s).name} {p}" for s, p in stub.service_ports.items())
                 print(f"hytera-radio {stub.own_id}: udp://{stub.host}:{stub.rcp_port} ({ports})",

@@ -54,7 +54,7 @@ from tests.support import run_async
 
 pytestmark = pytest.mark.timeout(60)
 
-Mode = Literal["pty", "udp"]
+Mode = Literal["pty", "udp", "tcp"]
 FAST = {
     "hrnp_ack_timeout_s": 0.5,
     "hrnp_retries": 2,
@@ -147,6 +147,8 @@ async def rig(
     async with stub:
         if mode == "pty":
             link = link_config(stub.device_path, **options)
+        elif mode == "tcp":
+            link = link_config(f"tcp://127.0.0.1:{stub.tcp_port}", **options)
         else:
             ports = stub.service_ports
             link = link_config(
@@ -190,7 +192,7 @@ def test_registered_and_what_it_offers() -> None:
     assert not driver.can_reach("1001")  # not connected
 
 
-@pytest.mark.parametrize("mode", ["pty", "udp"])
+@pytest.mark.parametrize("mode", ["pty", "udp", "tcp"])
 def test_session_registration_positions_and_text_round_trip(mode: Mode) -> None:
     async def body() -> None:
         radio = AirRadio(1001, report_interval_s=0.05, reply="收到", reply_delay_s=0.05)

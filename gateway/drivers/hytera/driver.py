@@ -138,6 +138,8 @@ QUEUE_TIMEOUT_S: Final = 600.0
 TX_GAP_S: Final = 0.05
 """Pause between two of our frames on the channel (the radio keys up for each)."""
 MOTOROLA_PREFIX: Final = "\r\n"
+SERIAL_BAUDRATE: Final = 115200
+"""The radios' data port (ok-dmrlib's serial client; notes section 1)."""
 
 _EMERGENCY_STOP: Final = LpOpcode.EMERGENCY_STOP_REQUEST
 
@@ -325,6 +327,11 @@ class HyteraDriver(Driver):
         self.own_id: int | None = None
         """The connected radio's own id (RCP), the source of our texts."""
         self._udp = link.transport == "udp"
+        if link.transport == "serial" and link.serial.baudrate != SERIAL_BAUDRATE:
+            log.warning(
+                "%s: Hytera radios speak HRNP at %d baud; this link is set to %d (baudrate)",
+                link.name, SERIAL_BAUDRATE, link.serial.baudrate,
+            )  # fmt: skip
         self._radio_host = link.endpoint[0] if self._udp and link.endpoint else ""
         self._hrnp: _Hrnp | None = None
         self._channel: Channel | None = None
