@@ -12,6 +12,8 @@ Prints JSON lines:
   receives its TMS datagram, through the daemon (a child process, journal on disk): p50/p99;
 * ``text_ack_to_event_ms``: the stub's TMS ack sent until the ``delivered`` event arrives from the
   broker: p50/p99;
+  (``channel_hold_s = 0``: the figures are the gateway's processing, not the radio channel's
+  pacing);
 * ``mqtt_hop_ms``: the ceiling for both, measured in the same run: one publish through the same
   broker to a subscriber (p50/p99). Each round-trip figure includes one such hop, so the gateway's
   own share is that figure minus this one.
@@ -129,6 +131,7 @@ cai = 127
 location_interval_s = 0
 arm_emergency = false
 retry_intervals_s = [5.0]
+channel_hold_s = 0.0
 
 {units}
 """

@@ -13,6 +13,7 @@ from types import MappingProxyType
 import pytest
 
 from firmware_stubs.mototrbo_radio import ControlStation, SubscriberRadio
+from gateway.channel import NORMAL, ROUTINE, URGENT
 from gateway.config import LinkConfig
 from gateway.drivers.mototrbo.driver import MototrboDriver, sanitize_text, split_text
 from gateway.drivers.mototrbo.spec import SPEC
@@ -102,6 +103,7 @@ def mototrbo_link(ports: list[int], **overrides: object) -> LinkConfig:
         "retry_intervals_s": [0.3, 0.3],
         "status_stages": ["到达=on_scene"],
         "register": "open",
+        "channel_hold_s": 0.0,
         **overrides,
     }
     values = read_options(table, "links[0]", SPEC.options)
@@ -142,8 +144,8 @@ async def rig(
     assert driver.pending == 0
 
 
-def order(text: str, address: str = "1001") -> TextOrder:
-    return TextOrder(address, text, 1, key="t1/unit")
+def order(text: str, address: str = "1001", priority: int = NORMAL) -> TextOrder:
+    return TextOrder(address, text, priority, key="t1/unit")
 
 
 class Transmitted:
@@ -242,6 +244,28 @@ def test_text_is_delivered_on_ack_and_fails_without() -> None:
             offline = await r.driver.send_text(order("x", "4242"), Transmitted())
             assert offline.outcome is Delivery.FAILED
             assert r.driver.pending == 0
+
+    run_async(scenario())
+
+
+def test_an_urgent_text_overtakes_routine_ones_on_a_busy_channel() -> None:
+    async def scenario() -> None:
+        async with rig([SubscriberRadio(1001)], location_interval_s=0, arm_emergency=False,
+                       channel_hold_s=0.2) as r:  # fmt: skip
+            await until(lambda: r.sessions.devices == 1, "registered")
+            texts = r.station.radios[1001].texts
+            first = asyncio.create_task(
+                r.driver.send_text(order("例行一", priority=ROUTINE), Transmitted())
+            )
+            await until(lambda: bool(texts), "the first text on the air")
+            # The channel is held: a routine, then an urgent text queue behind it.
+            reports = await asyncio.gather(
+                first,
+                r.driver.send_text(order("例行二", priority=ROUTINE), Transmitted()),
+                r.driver.send_text(order("紧急", priority=URGENT), Transmitted()),
+            )
+            assert all(rep.outcome is Delivery.DELIVERED for rep in reports)
+            assert texts == ["例行一", "紧急", "例行二"]  # the urgent one took the next turn
 
     run_async(scenario())
 

@@ -63,6 +63,7 @@ lrrp_port = {ports[2]}
 cai = 127
 location_interval_s = 1
 retry_intervals_s = [0.5, 0.5]
+channel_hold_s = 0.01
 status_stages = ["到达现场=on_scene"]
 
 [[units]]

@@ -23,6 +23,10 @@ data reaches the gateway as UDP, each radio from its own address
   of ``status_stages`` becomes that stage's answer. Text beyond ``text_limit`` goes as numbered
   parts, each acked before the next.
 
+What the gateway sends goes through a :class:`~gateway.channel.Channel`: one datagram at a time,
+the channel held ``channel_hold_s`` after each, most urgent first (acks, then urgent tasks), so
+the control station's own FIFO never makes an urgent task wait behind routine traffic.
+
 The TMS and LRRP sockets are bound on the url's host (not the wildcard when a host is given)
 while at least one radio has an ARS session: the link's server runs sessions, and the services
 follow them (a radio cannot use TMS or LRRP before it registers, and unregistered radios'
@@ -34,7 +38,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import socket
 import time
 import unicodedata
 from collections import OrderedDict
@@ -43,6 +49,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Final
 
+from gateway.channel import NORMAL, ROUTINE, URGENT, Channel
 from gateway.config import LinkConfig
 from gateway.drivers.base import Driver, EventSink, OnTransmitted
 from gateway.errors import LinkError
@@ -78,6 +85,17 @@ REQUEST_IMMEDIATE: Final = 0x03
 """First byte of our LRRP request ids: which request a report answers (the rest: the radio
 id, or a counter for immediate requests)."""
 SOURCE: Final = "mototrbo"
+TX_BACKLOG_MAX: Final = 256
+"""Acks and location requests waiting for the channel at once; beyond this they are dropped
+and counted (``tx-backlog``): radios retry texts, and registrations are answered on ARS."""
+QUEUE_TIMEOUT_S: Final = 600.0
+"""Longest a datagram may wait for the channel before its send is given up."""
+STOP_WAIT_S: Final = 10.0
+"""How long a deregistration waits for its stop requests to leave, before the session ends."""
+CHANNEL_HOLD_S: Final = 0.5
+"""Default hold of the radio channel per datagram sent (``channel_hold_s``)."""
+_TMS: Final = 0
+_LRRP: Final = 1
 _LOG_INTERVAL_S: Final = 10.0
 
 _Handler = Callable[[bytes, tuple[str, int]], None]
@@ -95,13 +113,18 @@ class _Radio:
 
 @dataclass(slots=True)
 class _Services:
-    """The TMS and LRRP sockets and the task reading them."""
+    """The TMS and LRRP sockets, the channel that paces what goes out of them, and the task
+    that runs them (its task group owns the fire-and-forget sends)."""
 
     tms: DatagramSocket
     lrrp: DatagramSocket
+    channel: Channel | None = None
     task: asyncio.Task[None] | None = None
+    tasks: asyncio.TaskGroup | None = None
     users: int = 0
+    backlog: int = 0
     closed: bool = False
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(slots=True)
@@ -153,6 +176,7 @@ class MototrboDriver(Driver):
         self.refresh_min = link.option("ars_refresh_min", int)
         self.retry_intervals_s = tuple(float(s) for s in link.option("retry_intervals_s", tuple))
         self.max_text_chars = link.option("text_limit", int)
+        self.channel_hold_s = link.option("channel_hold_s", float)
         self.presets: dict[str, str] = {}
         for entry in link.option("status_stages", tuple):
             text, _, stage = str(entry).rpartition("=")
@@ -231,7 +255,7 @@ class MototrboDriver(Driver):
         if isinstance(message, ars.ArsDeregistration):
             radio = self._radios.get(radio_id)
             if radio is not None and radio.session is session:
-                self._stop_reporting(radio)
+                await self._stop_reporting(radio)
             if self.sessions is not None and session.address is not None:
                 self.sessions.unbind(session)
             log.info("%s: radio %s deregistered", self.link.name, address)
@@ -254,7 +278,7 @@ class MototrboDriver(Driver):
 
     def _start_reporting(self, radio: _Radio) -> None:
         if self.location_interval_s or self.location_distance_m:
-            self._send_lrrp(
+            self._post_lrrp(
                 radio,
                 lrrp.triggered_request(
                     self._request_id(REQUEST_PERIODIC, radio.radio_id),
@@ -263,7 +287,7 @@ class MototrboDriver(Driver):
                 ),
             )
         if self.arm_emergency:
-            self._send_lrrp(
+            self._post_lrrp(
                 radio,
                 lrrp.triggered_request(
                     self._request_id(REQUEST_EMERGENCY, radio.radio_id),
@@ -272,23 +296,91 @@ class MototrboDriver(Driver):
             )
         radio.reporting = True
 
-    def _stop_reporting(self, radio: _Radio) -> None:
-        if radio.reporting:
-            for kind in (REQUEST_PERIODIC, REQUEST_EMERGENCY):
-                self._send_lrrp(radio, lrrp.stop_request(self._request_id(kind, radio.radio_id)))
+    async def _stop_reporting(self, radio: _Radio) -> None:
+        """Stop both triggers; waits (bounded) until the requests are out, because the
+        sockets may close as soon as the radio's session ends."""
+        if not radio.reporting:
+            return
         radio.reporting = False
-
-    def _send_lrrp(self, radio: _Radio, document: bytes) -> bool:
         services = self._services
-        if services is None or services.closed:
+        if services is None:
+            return
+        for kind in (REQUEST_PERIODIC, REQUEST_EMERGENCY):
+            document = lrrp.stop_request(self._request_id(kind, radio.radio_id))
+            try:
+                async with asyncio.timeout(STOP_WAIT_S):
+                    await self._transmit(services, _LRRP, (radio.ip, self.lrrp_port), document,
+                                         ROUTINE)  # fmt: skip
+            except (LinkError, TimeoutError):
+                log.info("%s: stop request to radio %d not sent", self.link.name, radio.radio_id)
+                return
+
+    def _post_lrrp(self, radio: _Radio, document: bytes, priority: int = ROUTINE) -> bool:
+        services = self._services
+        if services is None:
             return False
-        try:
-            services.lrrp.send(document, (radio.ip, self.lrrp_port))
-        except LinkError as exc:
-            self._service_log.warning("%s: LRRP to %s: %s", self.link.name, radio.ip, exc.reason)
+        return self._post(services, _LRRP, (radio.ip, self.lrrp_port), document, priority)
+
+    # -- the channel: one datagram at a time, most urgent first ----------------------------
+
+    async def _transmit(
+        self,
+        services: _Services,
+        service: int,
+        addr: tuple[str, int],
+        payload: bytes,
+        priority: int,
+    ) -> None:
+        """Queue ``payload`` for ``addr`` on the channel; returns once it is sent. Raises
+        :class:`LinkError` when the services closed or the channel's queue is full."""
+        channel = services.channel
+        if channel is None or services.closed:
+            raise LinkError(self.link.name, "link down")
+        await channel.transmit(_wrap(service, addr, payload), priority)
+
+    def _post(
+        self,
+        services: _Services,
+        service: int,
+        addr: tuple[str, int],
+        payload: bytes,
+        priority: int,
+    ) -> bool:
+        """Send without waiting (acks, location requests), owned by the services' task group;
+        False when the backlog is full or the services are closing."""
+        tasks = services.tasks
+        if tasks is None or services.closed:
             return False
-        self.counters.tx_bytes += len(document)
+        if services.backlog >= TX_BACKLOG_MAX:
+            self.counters.reject("tx-backlog")
+            return False
+        services.backlog += 1
+        tasks.create_task(self._post_one(services, service, addr, payload, priority))
         return True
+
+    async def _post_one(
+        self,
+        services: _Services,
+        service: int,
+        addr: tuple[str, int],
+        payload: bytes,
+        priority: int,
+    ) -> None:
+        try:
+            async with asyncio.timeout(QUEUE_TIMEOUT_S):
+                await self._transmit(services, service, addr, payload, priority)
+        except (LinkError, TimeoutError) as exc:
+            self._service_log.warning("%s: a datagram to %s was not sent: %s", self.link.name,
+                                      addr[0], getattr(exc, "reason", "timed out"))  # fmt: skip
+        finally:
+            services.backlog -= 1
+
+    async def _write_frame(self, services: _Services, frame: bytes) -> None:
+        """The channel's write: unwrap the destination and send from the service's socket."""
+        service, addr, payload = _unwrap(frame)
+        sock = services.tms if service == _TMS else services.lrrp
+        sock.send(payload, addr)
+        self.counters.tx_bytes += len(payload)
 
     # -- the TMS and LRRP sockets, held while any radio has a session ----------------------
 
@@ -320,7 +412,14 @@ class MototrboDriver(Driver):
             tms_socket.close()
             raise
         services = _Services(tms_socket, lrrp_socket)
+        services.channel = Channel(
+            f"{name}:radio",
+            functools.partial(self._write_frame, services),
+            lambda _frame: self.channel_hold_s,
+        )
         services.task = asyncio.create_task(self._serve_services(services), name=f"{name}:tms+lrrp")
+        async with asyncio.timeout(5.0):
+            await services.ready.wait()  # its task group exists: sends can be posted
         log.info("%s: TMS on %s:%d, LRRP on %s:%d", name, self.host, self.tms_port, self.host,
                  self.lrrp_port)  # fmt: skip
         return services
@@ -339,7 +438,11 @@ class MototrboDriver(Driver):
                 pending.waiter.set_exception(LinkError(self.link.name, "link down"))
 
     async def _serve_services(self, services: _Services) -> None:
+        assert services.channel is not None
         async with asyncio.TaskGroup() as tasks:
+            services.tasks = tasks
+            services.ready.set()
+            tasks.create_task(services.channel.run())
             tasks.create_task(self._receive(services.tms, self.handle_tms))
             tasks.create_task(self._receive(services.lrrp, self.handle_lrrp))
 
@@ -355,6 +458,9 @@ class MototrboDriver(Driver):
                 handle(data, peer)
             except LinkError as exc:  # a reply could not be sent: the socket closed
                 self._service_log.warning("%s: %s", self.link.name, exc.reason)
+            except Exception:  # noqa: BLE001 - a bug must not take the radios' services down
+                self._service_log.exception("%s: datagram from %s not handled", self.link.name,
+                                            peer[0])  # fmt: skip
 
     def _sender(self, data: bytes, peer: tuple[str, int], service: str) -> _Radio | None:
         """The registered radio that sent ``data``, or None (rejected and counted)."""
@@ -428,7 +534,16 @@ class MototrboDriver(Driver):
             return False
         self._immediate_counter = (self._immediate_counter + 1) % 0x1000000
         request_id = bytes([REQUEST_IMMEDIATE]) + self._immediate_counter.to_bytes(3, "big")
-        return self._send_lrrp(radio, lrrp.immediate_request(request_id))
+        services = self._services
+        if services is None:
+            return False
+        try:
+            async with asyncio.timeout(QUEUE_TIMEOUT_S):
+                await self._transmit(services, _LRRP, (radio.ip, self.lrrp_port),
+                                     lrrp.immediate_request(request_id), NORMAL)  # fmt: skip
+        except (LinkError, TimeoutError):
+            return False
+        return True
 
     # -- TMS ------------------------------------------------------------------------------------
 
@@ -451,10 +566,12 @@ class MototrboDriver(Driver):
             return
         if isinstance(message, tms.TmsAvailability):
             if message.ack_requested and services is not None:
-                self._send(services.tms, tms.encode_ack(b"", first_header=0x9F), peer)
+                ack = tms.encode_ack(b"", first_header=0x9F)
+                self._post(services, _TMS, peer, ack, URGENT)
             return
         if message.ack_requested and services is not None:
-            self._send(services.tms, tms.encode_ack(message), peer)
+            # Urgent: short, and the radio repeats its text (occupying the channel) until acked.
+            self._post(services, _TMS, peer, tms.encode_ack(message), URGENT)
         now = time.monotonic()
         key = (radio.radio_id, message.sn, message.text)
         seen = self._texts_seen.get(key)
@@ -475,10 +592,6 @@ class MototrboDriver(Driver):
             self.sink.answer(UnitAnswer(device, stage, at, message_id=message_id))
         else:
             self.sink.text(TextFromUnit(device, body, at, message_id=message_id))
-
-    def _send(self, sock: DatagramSocket, data: bytes, peer: tuple[str, int]) -> None:
-        sock.send(data, peer)
-        self.counters.tx_bytes += len(data)
 
     def _on_ack(self, radio_id: int, ack: tms.TmsAck) -> None:
         for (rid, sn), pending in self._pending.items():
@@ -515,7 +628,7 @@ class MototrboDriver(Driver):
         parts = split_text(text, self.max_text_chars)
         sent = _Transmissions(on_transmitted)
         for index, part in enumerate(parts, 1):
-            failure = await self._send_part(radio.radio_id, part, sent)
+            failure = await self._send_part(radio.radio_id, part, order.priority, sent)
             if failure is not None:
                 if len(parts) > 1:
                     failure = f"part {index}/{len(parts)}: {failure}"
@@ -524,7 +637,9 @@ class MototrboDriver(Driver):
                 return DeliveryReport(Delivery.FAILED, failure, sent.count)
         return DeliveryReport(Delivery.DELIVERED, transmissions=sent.count)
 
-    async def _send_part(self, radio_id: int, text: str, sent: _Transmissions) -> str | None:
+    async def _send_part(
+        self, radio_id: int, text: str, priority: int, sent: _Transmissions
+    ) -> str | None:
         """Send one TMS until acked (same sequence number each time); the failure reason."""
         sn = self._sn_for(radio_id)
         frame = tms.encode_text(text, sn)
@@ -541,9 +656,13 @@ class MototrboDriver(Driver):
                 if radio is None or services is None or pending.waiter.done():
                     break
                 try:
-                    self._send(services.tms, frame, (radio.ip, self.tms_port))
+                    async with asyncio.timeout(QUEUE_TIMEOUT_S):
+                        await self._transmit(services, _TMS, (radio.ip, self.tms_port), frame,
+                                             priority)  # fmt: skip
                 except LinkError:
                     return "link down"
+                except TimeoutError:
+                    return f"waited {QUEUE_TIMEOUT_S:.0f} s for the channel"
                 sent.written()
                 await asyncio.wait((pending.waiter,), timeout=interval)
             if not pending.waiter.done():
@@ -574,6 +693,16 @@ class _Transmissions:
         self.count += 1
         if self.count == 1:
             self._on_transmitted()
+
+
+def _wrap(service: int, addr: tuple[str, int], payload: bytes) -> bytes:
+    """A channel frame: service, IPv4 address and port of the radio, then the datagram (the
+    channel carries bytes; its airtime is the same for every datagram)."""
+    return bytes([service]) + socket.inet_aton(addr[0]) + addr[1].to_bytes(2, "big") + payload
+
+
+def _unwrap(frame: bytes) -> tuple[int, tuple[str, int], bytes]:
+    return frame[0], (socket.inet_ntoa(frame[1:5]), int.from_bytes(frame[5:7], "big")), frame[7:]
 
 
 def _whole_seconds(value: object) -> int:

@@ -124,6 +124,14 @@ SPEC = ProtocolSpec(
             '(`["收到=acknowledged", "到达=on_scene"]`): a text that is exactly one of them '
             "reports that stage; other texts are read like any reply.",
         ),
+        channel_hold_s=OptionSpec(
+            "float",
+            0.5,
+            float_range(0.0, 10.0),
+            doc="Seconds the radio channel is held for each datagram the gateway sends: the "
+            "gateway hands the control station one at a time, most urgent first (acks, then "
+            "urgent tasks), instead of filling its queue (about 0.5 s per DMR data message).",
+        ),
         offline_after_s=OptionSpec("float", OFFLINE_AFTER_S, positive),
         # A radio registers again every refresh period: silence on ARS beyond 1.5 of them is a
         # missed refresh, and its session (and availability) ends.
