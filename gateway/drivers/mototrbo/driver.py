@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import socket
 import time
 import unicodedata
@@ -94,6 +95,7 @@ STOP_WAIT_S: Final = 10.0
 """How long a deregistration waits for its stop requests to leave, before the session ends."""
 CHANNEL_HOLD_S: Final = 0.5
 """Default hold of the radio channel per datagram sent (``channel_hold_s``)."""
+_SN_START: Final = random.Random()  # spreads sequence numbers; nothing secret
 _TMS: Final = 0
 _LRRP: Final = 1
 _LOG_INTERVAL_S: Final = 10.0
@@ -610,7 +612,12 @@ class MototrboDriver(Driver):
         return self._services is not None and self._radio_for(address) is not None
 
     def _sn_for(self, radio_id: int) -> int:
-        sn = self._next_sn.pop(radio_id, 0)
+        """The radio's next sequence number. The first of a run is random: some radios drop a
+        text whose number repeats the last one they showed (until rebooted), and a restarted
+        gateway starting at 0 again would hit that one time in 128 instead of every time."""
+        sn = self._next_sn.pop(radio_id, None)
+        if sn is None:
+            sn = _SN_START.randrange(tms.MAX_SN + 1)
         self._next_sn[radio_id] = (sn + 1) % (tms.MAX_SN + 1)
         while len(self._next_sn) > CACHE_MAX:
             self._next_sn.popitem(last=False)
