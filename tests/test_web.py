@@ -16,11 +16,11 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
@@ -33,6 +33,7 @@ from tests.web_support import LI, ZHANG, Site, mic_e, module_broker
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
 __all__ = ["module_broker"]  # the fixture, imported to be used here
 
+T = TypeVar("T")
 ARTIFACTS = Path(os.environ.get("FIELDLINK_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 LIVE_WITHIN_S = 1.0
 """The issue's promise: the page shows an MQTT event within a second."""
@@ -107,16 +108,29 @@ def wait_for(
     wait_until(check, timeout_s, what)
 
 
+def settled(read: Callable[[], T]) -> T:
+    """``read()``, again if the page re-rendered under it (a snapshot replaces the elements)."""
+    for _ in range(20):
+        try:
+            return read()
+        except StaleElementReferenceException:
+            time.sleep(0.05)
+    return read()
+
+
 def console_errors(browser: webdriver.Chrome) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = browser.get_log("browser")  # type: ignore[no-untyped-call]
     return [e for e in entries if e.get("level") in ("SEVERE", "ERROR")]
 
 
 def stages_shown(browser: webdriver.Chrome, key: str) -> set[str]:
-    found = browser.find_elements(By.CSS_SELECTOR, f'#tasks .task[data-task="{key}"]')
-    if not found:
-        return set()
-    return set((found[0].get_attribute("data-stages") or "").split())
+    """Read in one script: the page re-renders under the test, so no element is held."""
+    shown = browser.execute_script(
+        "const t = document.querySelector(`#tasks .task[data-task='${arguments[0]}']`);"
+        " return t ? t.dataset.stages : '';",
+        key,
+    )
+    return set(str(shown).split())
 
 
 def test_the_page_loads_clean_and_shows_links_and_units(site: Site, page: webdriver.Chrome) -> None:
@@ -128,15 +142,25 @@ def test_the_page_loads_clean_and_shows_links_and_units(site: Site, page: webdri
         10,
         "both units online on the page",
     )
-    link = page.find_element(By.CSS_SELECTOR, '#links tr[data-link="vhf"]')
-    assert link.get_attribute("data-state") == "up"
-    assert "正常 up" in link.text
-    names = page.find_element(By.ID, "units").text
+
+    def link() -> tuple[str | None, str]:
+        row = page.find_element(By.CSS_SELECTOR, '#links tr[data-link="vhf"]')
+        return row.get_attribute("data-state"), row.text
+
+    state, text = settled(link)
+    assert state == "up"
+    assert "正常 up" in text
+    names = settled(lambda: page.find_element(By.ID, "units").text)
     assert "张伟" in names
     assert "李娜" in names
     # Both positions are on the map, drawn from the positions themselves.
-    dots = page.find_elements(By.CSS_SELECTOR, "#map circle.unit")
-    assert {d.get_attribute("data-unit") for d in dots} == {"zhang-wei", "li-na"}
+    dots = settled(
+        lambda: {
+            d.get_attribute("data-unit")
+            for d in page.find_elements(By.CSS_SELECTOR, "#map circle.unit")
+        }
+    )
+    assert dots == {"zhang-wei", "li-na"}
     assert page.find_element(By.CSS_SELECTOR, "[data-label=alarms]").text == "告警 Alarms"
     # Everything came from the daemon: the page's resources are all on its origin.
     origins = page.execute_script(
@@ -165,10 +189,14 @@ def test_a_task_appears_with_its_stages_as_they_happen(site: Site, page: webdriv
     site.radio_acks(ZHANG, site.task_message(ZHANG, "w1"))
     wait_for(page, watch("delivered"), 15, "delivered on the page")
     assert "acknowledged" not in shown_at
-    clock = page.find_element(
-        By.CSS_SELECTOR, f'#tasks .task[data-task="{key}"] .clock[data-clock=acknowledged]'
+    clock = settled(
+        lambda: (
+            page.find_element(
+                By.CSS_SELECTOR, f'#tasks .task[data-task="{key}"] .clock[data-clock=acknowledged]'
+            ).text
+        )
     )
-    assert "/ 1:00" in clock.text  # running against the 60 s target
+    assert "/ 1:00" in clock  # running against the 60 s target
     site.radio_replies(ZHANG, "收到")
     wait_for(page, watch("acknowledged"), 15, "acknowledged on the page")
 
@@ -190,9 +218,14 @@ def test_an_alarm_comes_first_and_leaves_when_cleared(site: Site, page: webdrive
     # At the top: the first section, above everything else on the page.
     sections = page.find_elements(By.CSS_SELECTOR, "main > section")
     assert sections[0].get_attribute("id") == "alarms-section"
-    alarm = page.find_element(By.CSS_SELECTOR, alarm_css)
-    assert "紧急 emergency" in alarm.text
-    assert alarm.location["y"] < page.find_element(By.ID, "tasks-section").location["y"]
+
+    def alarm() -> tuple[str, int]:
+        item = page.find_element(By.CSS_SELECTOR, alarm_css)
+        return item.text, int(item.location["y"])
+
+    text, top = settled(alarm)
+    assert "紧急 emergency" in text
+    assert top < page.find_element(By.ID, "tasks-section").location["y"]
     assert page.find_elements(By.CSS_SELECTOR, "#map circle.alarm")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     assert page.save_screenshot(str(ARTIFACTS / "status-page.png"))

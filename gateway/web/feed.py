@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import UTC, datetime
+import time
 from typing import TYPE_CHECKING, Any, Final
 
 from gateway import __version__
@@ -39,23 +39,29 @@ MAX_TASKS_SHOWN: Final = 200
 MAX_UNITS_SHOWN: Final = 2000
 """Units listed (configured first, then implicit ones); the snapshot says how many exist."""
 MAX_TEXT_CHARS: Final = 200
+OFFER_BATCH: Final = 16
+"""Pages handed a new snapshot per turn of the event loop: each page's write then runs in its
+own task step, and the loop reads its links between batches instead of after 200 writes."""
 
 
 class Subscriber:
     """One open page: the latest frame not yet written to it, and a cue."""
 
-    __slots__ = ("_frame", "_ready", "dropped")
+    __slots__ = ("_frame", "_ready", "dropped", "fresh")
 
     def __init__(self) -> None:
         self._frame: bytes | None = None
         self._ready = asyncio.Event()
         self.dropped = 0
         """Frames replaced before the page took them (a slow page skips, never queues)."""
+        self.fresh = True
+        """Not offered a frame yet."""
 
     def offer(self, frame: bytes) -> None:
         if self._frame is not None:
             self.dropped += 1
         self._frame = frame
+        self.fresh = False
         self._ready.set()
 
     async def next_frame(self, timeout_s: float) -> bytes | None:
@@ -83,7 +89,9 @@ class StatusFeed:
         self._gw = gateway
         self.max_subscribers = max_subscribers
         self._subscribers: set[Subscriber] = set()
-        self._latest: bytes | None = None
+        self._rest: bytes | None = None  # the last frame's view but the units
+        self._units: dict[str, bytes] = {}  # the last frame's units, as JSON, in order
+        self._unit_cache: dict[str, tuple[tuple[Any, ...], bytes]] = {}
         self._positions: dict[bytes, dict[str, Any]] = {}
         self.snapshots = 0
         self._wake = asyncio.Event()
@@ -98,18 +106,15 @@ class StatusFeed:
             return None
         sub = Subscriber()
         self._subscribers.add(sub)
-        if self._latest is None:
-            self._wake.set()  # the first page: build now rather than at the next tick
-        else:
-            sub.offer(self._latest)
+        self._wake.set()  # a fresh frame for it now (its clock is set from the frame's time)
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self._subscribers.discard(sub)
 
     def current(self) -> bytes:
-        """A fresh snapshot as JSON (``/status.json``)."""
-        return _dumps(snapshot(self._gw, self._positions))
+        """A fresh snapshot as JSON (``/status.json``), with the server's time."""
+        return _dumps({**snapshot(self._gw, self._positions), "now_ms": _now_ms()})
 
     async def run(self) -> None:
         changed = self._gw.changed
@@ -128,42 +133,92 @@ class StatusFeed:
                 changed.clear()
             self._wake.clear()
             if not self._subscribers:
-                self._latest = None
+                self._rest = None
+                self._units = {}
                 continue
             try:
-                body = _dumps(snapshot(self._gw, self._positions))
-                frame = b"event: status\ndata: " + body + b"\n\n"
+                await self._broadcast()
             except Exception:  # a bug in the page's view must not stop the gateway
                 log.exception("the status snapshot failed")
                 await asyncio.sleep(REFRESH_S)
-                continue
-            self._latest = frame
-            self.snapshots += 1
-            for sub in self._subscribers:
-                sub.offer(frame)
+
+    async def _broadcast(self) -> None:
+        """One frame for every page: the units that changed (``full: false``), or all of them
+        (``full: true``) for a page that has nothing yet or skipped a frame. A site of 2,000
+        units where one moves sends one unit a second, not 2,000."""
+        units, total = self._unit_fragments()
+        rest = _dumps({**snapshot(self._gw, self._positions, units=False), "units_total": total})
+        changed = [frag for uid, frag in units.items() if self._units.get(uid) != frag]
+        gone = [uid for uid in self._units if uid not in units]
+        unchanged = rest == self._rest and not changed and not gone
+        self._rest, self._units = rest, units
+        self.snapshots += 0 if unchanged else 1
+        # The server's time rides as the event's id (the page sets its clocks by it), so the
+        # data of a site where nothing moved is the same bytes: sent only to pages without it.
+        now = _now_ms()
+        delta = _frame(now, False, changed, gone, rest)
+        full: bytes | None = None
+        for index, sub in enumerate(list(self._subscribers)):
+            if index and not index % OFFER_BATCH:
+                await asyncio.sleep(0)
+            if sub.fresh or sub.pending:  # nothing yet, or its last frame never left: all
+                full = full or _frame(now, True, list(units.values()), [], rest)
+                sub.offer(full)
+            elif not unchanged:
+                sub.offer(delta)
+
+    def _unit_fragments(self) -> tuple[dict[str, bytes], int]:
+        """Each unit's entry as JSON, dumped again only when the unit changed; and the total."""
+        cache = self._unit_cache
+        fresh: dict[str, tuple[tuple[Any, ...], bytes]] = {}
+        entries, total = unit_entries(self._gw, self._positions)
+        for entry in entries:
+            position = entry["position"]
+            key = (
+                entry["name"], entry["configured"], entry["availability"], entry["via"],
+                entry["heard_ms"], None if position is None else (position["lat"], position["lon"]),
+            )  # fmt: skip
+            held = cache.get(entry["id"])
+            fresh[entry["id"]] = (
+                held if held is not None and held[0] == key else (key, _dumps(entry))
+            )
+        self._unit_cache = fresh
+        return {uid: frag for uid, (_key, frag) in fresh.items()}, total
+
+
+def _frame(now_ms: int, full: bool, units: list[bytes], gone: list[str], rest: bytes) -> bytes:
+    head = b'{"full":%b,"units":[%b],"gone":%b,' % (
+        b"true" if full else b"false",
+        b",".join(units),
+        _dumps(gone),
+    )
+    return b"event: status\nid: %d\ndata: %b%b\n\n" % (now_ms, head, rest[1:])
 
 
 def _dumps(value: object) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def snapshot(gw: Gateway, positions: dict[bytes, dict[str, Any]]) -> dict[str, Any]:
+def snapshot(
+    gw: Gateway, positions: dict[bytes, dict[str, Any]], *, units: bool = True
+) -> dict[str, Any]:
     """The page's view of the gateway now; every list bounded. ``positions`` caches parsed
     position payloads from one snapshot to the next (a payload is parsed once, not once per
-    second; replaced whole each time, so it never outgrows the units)."""
-    now = datetime.now(UTC)
-    return {
+    second; replaced whole each time, so it never outgrows the units). Without ``units`` the
+    units are left out (the feed sends them apart)."""
+    view = {
         "gateway": gw.config.gateway.id,
         "version": __version__,
         "language": gw.config.http.language,
-        "now_ms": round(now.timestamp() * 1000),
         "sla": {stage: gw.config.sla.target_s(stage) for stage in SLA_CLOCKS},
         "mqtt": {"connected": gw.bridge.connected, "outbox": gw.journal.outbox_depth},
         "alarms": [_alarm(a) for a in reversed(gw.alarms.active())],  # newest first
         "links": [_link(gw, index) for index in range(len(gw.supervisors))],
-        **_units(gw, positions),
         **_tasks(gw),
     }
+    if units:
+        view["units"], view["units_total"] = unit_entries(gw, positions)
+    return view
 
 
 def _alarm(payload: dict[str, Any]) -> dict[str, Any]:
@@ -201,11 +256,13 @@ def _link(gw: Gateway, index: int) -> dict[str, Any]:
     return out
 
 
-_POSITION_KEYS: Final = ("lat", "lon", "speed_kmh", "course_deg", "fix_time", "received_at")
-
-
-def _units(gw: Gateway, cache: dict[bytes, dict[str, Any]]) -> dict[str, Any]:
+def unit_entries(
+    gw: Gateway, cache: dict[bytes, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
+    """The units the page lists (configured first, at most :data:`MAX_UNITS_SHOWN`), and how
+    many units there are."""
     states = gw.unit_states()
+    now_ms = time.time() * 1000
     parsed: dict[bytes, dict[str, Any]] = {}
     units = []
     for unit, state in list(states.items())[:MAX_UNITS_SHOWN]:
@@ -215,7 +272,7 @@ def _units(gw: Gateway, cache: dict[bytes, dict[str, Any]]) -> dict[str, Any]:
             position = cache.get(raw)
             if position is None:
                 full = json.loads(raw)
-                position = {k: full[k] for k in _POSITION_KEYS if k in full}
+                position = {"lat": full["lat"], "lon": full["lon"]}
             parsed[raw] = position
         units.append(
             {
@@ -224,13 +281,23 @@ def _units(gw: Gateway, cache: dict[bytes, dict[str, Any]]) -> dict[str, Any]:
                 "configured": state["configured"],
                 "availability": state["availability"],
                 "via": state["via"],
-                "heard_s_ago": state["heard_s_ago"],
+                # When, not how long ago: the same until the unit is heard again, so a
+                # snapshot of a quiet site is the same bytes and is not sent again.
+                "heard_ms": _heard_ms(now_ms, state["heard_s_ago"]),
                 "position": position,
             }
         )
     cache.clear()
     cache.update(parsed)
-    return {"units": units, "units_total": len(states)}
+    return units, len(states)
+
+
+def _now_ms() -> int:
+    return round(time.time() * 1000)
+
+
+def _heard_ms(now_ms: float, ago_s: float | None) -> int | None:
+    return None if ago_s is None else round((now_ms - ago_s * 1000) / 100) * 100
 
 
 def _tasks(gw: Gateway) -> dict[str, Any]:

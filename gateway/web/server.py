@@ -12,9 +12,10 @@ What a client can cost the gateway, bounded:
 * open feeds: at most ``http.max_clients``; one more is answered 503 at once;
 * per feed: one pending snapshot (:class:`~gateway.web.feed.Subscriber`), plus what sits in
   its socket: aiohttp waits for the transport's buffer to drain below 64 KiB before the next
-  write returns, and a write that has not drained within :data:`WRITE_TIMEOUT_S` closes the
-  feed. A page that stops reading holds one snapshot and one socket's buffers, then is gone;
-  the loop never waits for it (each feed writes from its own handler task);
+  write returns, the kernel's send buffer is fixed at :data:`FEED_SNDBUF_BYTES`, and a write
+  that has not drained within :data:`WRITE_TIMEOUT_S` closes the feed. A page that stops
+  reading holds one snapshot and one socket's buffers, then is gone; the loop never waits
+  for it (each feed writes from its own handler task);
 * requests: headers capped by aiohttp (8 KiB a line), bodies refused (``GET`` only,
   ``client_max_size`` 1 KiB), idle keep-alive connections closed after
   :data:`KEEPALIVE_TIMEOUT_S`.
@@ -27,6 +28,7 @@ import base64
 import contextlib
 import hmac
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from importlib import resources
 from typing import TYPE_CHECKING, Final
@@ -49,6 +51,9 @@ WRITE_TIMEOUT_S: Final = 10.0
 HEARTBEAT_S: Final = 15.0
 """A comment line on an idle feed, so proxies and the browser keep it open."""
 KEEPALIVE_TIMEOUT_S: Final = 15.0
+FEED_SNDBUF_BYTES: Final = 64 * 1024
+"""The kernel's send buffer of a feed's socket, fixed (no autotuning to megabytes): with
+aiohttp's own 64 KiB, what a page that stops reading can pin before its writes time out."""
 BIND_RETRY_S: Final = 30.0
 """How often to try the address again when it is taken; the gateway runs on meanwhile."""
 SHUTDOWN_TIMEOUT_S: Final = 2.0
@@ -205,6 +210,9 @@ class StatusServer:
                 **SECURITY_HEADERS,
             }
         )
+        sock = request.transport.get_extra_info("socket") if request.transport else None
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, FEED_SNDBUF_BYTES)
         try:
             await response.prepare(request)
             await self._write(response, b"retry: 2000\n\n")

@@ -67,6 +67,7 @@ let language = "zh-en";
 let clockOffsetMs = 0; // server time minus this browser's time
 let current = null;
 const trails = new Map(); // unit -> [[lat, lon], ...]
+const units = new Map(); // unit id -> its entry, in the server's order (frames carry changes)
 
 function label(key) {
   const pair = LABELS[key];
@@ -150,11 +151,15 @@ function renderUnits(data) {
     return el("tr", { "data-unit": u.id, "data-availability": u.availability },
       el("td", {}, u.name !== u.id ? `${u.name} ` : "", el("small", {}, u.id)),
       el("td", { class: `availability ${u.availability}` }, label(u.availability)),
-      el("td", { class: "num heard" }, u.heard_s_ago === null ? label("never")
-        : `${fmtDuration(u.heard_s_ago)} ${label("ago")}`),
+      el("td", { class: "num heard", "data-heard-ms": u.heard_ms }, heardText(u.heard_ms)),
       el("td", {}, u.via || ""),
       el("td", { class: "num" }, p ? `${p.lat.toFixed(5)}, ${p.lon.toFixed(5)}` : ""));
   }));
+}
+
+function heardText(heardMs) {
+  if (heardMs === null || heardMs === undefined) return label("never");
+  return `${fmtDuration((Date.now() + clockOffsetMs - heardMs) / 1000)} ${label("ago")}`;
 }
 
 function taskKey(t) { return `${t.task_id}/${t.unit}`; }
@@ -186,6 +191,9 @@ function renderTasks(data) {
 function tickClocks() {
   if (!current) return;
   const now = Date.now() + clockOffsetMs;
+  for (const cell of document.querySelectorAll("#units td.heard[data-heard-ms]")) {
+    cell.textContent = heardText(Number(cell.dataset.heardMs));
+  }
   const byKey = new Map(current.tasks.map((t) => [taskKey(t), t]));
   for (const node of document.querySelectorAll("#tasks .task")) {
     const t = byKey.get(node.dataset.task);
@@ -286,12 +294,12 @@ function renderMap(data) {
 
 // -- the feed --------------------------------------------------------------------------
 
-function render(data) {
+function render(data, serverNowMs) {
   if (data.language !== language) {
     language = data.language;
     applyLabels();
   }
-  clockOffsetMs = data.now_ms - Date.now();
+  clockOffsetMs = serverNowMs - Date.now();
   current = data;
   document.getElementById("gateway").textContent = data.gateway;
   document.getElementById("version").textContent = `fieldlink ${data.version}`;
@@ -313,7 +321,13 @@ function connect() {
   source.addEventListener("status", (event) => {
     conn.textContent = label("live");
     conn.classList.remove("down");
-    render(JSON.parse(event.data));
+    const data = JSON.parse(event.data);
+    // A full frame lists every unit; the others only the units that changed, and those gone.
+    if (data.full) units.clear();
+    for (const id of data.gone) units.delete(id);
+    for (const unit of data.units) units.set(unit.id, unit);
+    data.units = [...units.values()];
+    render(data, Number(event.lastEventId) || Date.now()); // the event's id: the server's time
   });
   source.addEventListener("error", () => {
     // EventSource reconnects by itself (the server asks for 2 s).
