@@ -135,8 +135,9 @@ REPLY_BACKLOG_MAX: Final = 64
 """Answers to radios (acks, registration answers) in flight at once; beyond it, dropped."""
 QUEUE_TIMEOUT_S: Final = 600.0
 """Longest a frame waits for the radio channel before its send is given up."""
-TX_GAP_S: Final = 0.05
-"""Pause between two of our frames on the channel (the radio keys up for each)."""
+TX_GAP_S: Final = 0.0
+"""Pause between two of our frames on the channel. None: the connected radio queues what it
+takes, and its HRNP DATA_ACK paces us (the channel waits for it before the next frame)."""
 MOTOROLA_PREFIX: Final = "\r\n"
 SERIAL_BAUDRATE: Final = 115200
 """The radios' data port (ok-dmrlib's serial client; notes section 1)."""
