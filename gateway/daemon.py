@@ -340,7 +340,7 @@ class Gateway:
                 "configured": unit in names,
                 "availability": availability.value if availability else "unknown",
                 "via": heard[1] if heard else None,
-                "heard_s_ago": round(now - heard[0], 1) if heard else None,
+                "heard_s_ago": now - heard[0] if heard else None,
                 "position": self._last_position.get(unit),
             }
         return states

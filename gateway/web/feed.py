@@ -297,7 +297,8 @@ def _now_ms() -> int:
 
 
 def _heard_ms(now_ms: float, ago_s: float | None) -> int | None:
-    return None if ago_s is None else round((now_ms - ago_s * 1000) / 100) * 100
+    """To the second (what the page shows): the same value from one snapshot to the next."""
+    return None if ago_s is None else round((now_ms - ago_s * 1000) / 1000) * 1000
 
 
 def _tasks(gw: Gateway) -> dict[str, Any]:

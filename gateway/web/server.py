@@ -107,6 +107,15 @@ class StatusServer:
         return app
 
     async def run(self) -> None:
+        """Serve until cancelled. A failure of the server is logged, and the gateway runs on
+        without its page: dispatch matters more than the view of it."""
+        try:
+            await self._serve()
+        except Exception:
+            log.exception("http: the status page and /metrics failed; the gateway runs on")
+            await asyncio.Event().wait()  # until the gateway stops and cancels us
+
+    async def _serve(self) -> None:
         runner = web.AppRunner(
             self.app(),
             handle_signals=False,
