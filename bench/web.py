@@ -39,9 +39,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # the latency measurement of positions.py, shared
 
-from bench.positions import measure_latency, peak_rss_mb  # noqa: E402 - after the path set-up
-from gateway.devkit.broker import Mosquitto, free_port  # noqa: E402
+from positions import measure_latency, peak_rss_mb  # noqa: E402
+
+from gateway.devkit.broker import Mosquitto, free_port  # noqa: E402 - after the path set-up
 
 PAGES = 200
 UNITS = 300
