@@ -3,7 +3,8 @@
 
 Dispatch -> TMP -> ack -> ``delivered``; the person's reply -> ``acknowledged``; a status key ->
 ``on_scene``; registration -> availability; LP -> position; an emergency -> one ``raised``
-alarm with the radio's last position, its cancel -> ``cleared``. Timing is shrunk through the
+alarm with the radio's last position, its cancel -> ``cleared``; a radio that falls silent takes
+the link down, and it comes back up. Timing is shrunk through the
 link options (``docs/protocols/hytera.md``).
 """
 
@@ -96,6 +97,7 @@ name = "dmr"
 protocol = "hytera"
 {link}
 hrnp_ack_timeout_s = 0.5
+keepalive_s = 1.0
 retry_intervals_s = [1.0, 1.0, 1.0]
 location_interval_s = 1.0
 status_stages = ["3=on_scene", "4=closed"]
@@ -134,6 +136,11 @@ def stages(messages: list[Received], base: str, task_id: str) -> list[str]:
 
 def payloads(messages: list[Received], topic: str) -> list[Any]:
     return [m.json() for m in messages if m.topic == topic]
+
+
+def link_state(messages: list[Received], topic: str) -> str:
+    states = payloads(messages, topic)
+    return str(states[-1]["state"]) if states else ""
 
 
 @pytest.mark.parametrize("mode", ["pty", "udp"])
@@ -227,6 +234,17 @@ def test_dispatch_positions_replies_and_emergency(
             assert [a["state"] for a in alarms] == ["raised", "cleared"]
             assert alarms[0]["kind"] == "emergency"
             assert round(alarms[0]["position"]["lat"], 2) == 31.23
+
+            # The radio falls silent: the keep-alive finds it, the link goes down, and comes
+            # back up once the radio answers again.
+            link_topic = f"{base}/links/dmr/state"
+            radio.call(lambda: setattr(stub.misbehave, "silent", True))
+            collector.wait_for(lambda ms: link_state(ms, link_topic) == "down", 20, "the link down")
+            radio.call(lambda: setattr(stub.misbehave, "silent", False))
+            collector.wait_for(
+                lambda ms: link_state(ms, link_topic) == "up", 20, "the link up again"
+            )
+            assert radio.call(lambda: stub.sessions) >= 2
             assert daemon.terminate() == 0
         finally:
             daemon.ensure_stopped()
