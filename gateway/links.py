@@ -148,9 +148,19 @@ class LinkSupervisor:
                 sweeper = tasks.create_task(
                     sessions.expire_idle(self.idle_timeout_s), name=f"{self.cfg.name}:idle"
                 )
+                listener = tasks.create_task(
+                    self.driver.serve_listener(server), name=f"{self.cfg.name}:listener"
+                )
                 self._mark_up()
                 await server.closed
                 sweeper.cancel()
+                listener.cancel()
+        except ExceptionGroup as group:
+            # The driver's listener took the link down: say why, as a client link would.
+            link_errors = [e for e in group.exceptions if isinstance(e, LinkError)]
+            if link_errors and len(link_errors) == len(group.exceptions):
+                raise link_errors[0] from None
+            raise
         finally:
             with contextlib.suppress(Exception):
                 await server.close()

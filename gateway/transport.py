@@ -341,6 +341,7 @@ class Server:
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closers: list[Callable[[], None]] = []
         self._inbox: _DatagramInbox | None = None
+        self._udp: asyncio.DatagramTransport | None = None
         self._refusal_log = RateLimitedLog(log, REFUSAL_LOG_INTERVAL_S)
 
     @property
@@ -418,9 +419,22 @@ class Server:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_SERVER_RCVBUF_BYTES)
             transport_box.append(transport)
+            self._udp = transport
             self._closers.append(transport.close)
         else:
             raise LinkError(self._link, f"{endpoint.kind} is not a server endpoint")
+
+    def send_datagram(self, data: bytes, addr: PeerAddress) -> None:
+        """Send from a ``udp-listen://`` server's socket to ``addr``, which need not have a
+        session (a protocol whose server speaks first: MOTOTRBO's ARS query after a restart);
+        raises :class:`LinkError` on any other server or once closed."""
+        udp = self._udp
+        if udp is None or udp.is_closing():
+            raise LinkError(self._link, "no open udp-listen socket to send from")
+        try:
+            udp.sendto(data, addr)
+        except OSError as exc:
+            raise LinkError(self._link, f"send to {addr[0]}:{addr[1]} failed: {exc}") from exc
 
     async def close(self) -> None:
         for closer in self._closers:

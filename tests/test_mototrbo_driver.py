@@ -381,3 +381,72 @@ def test_text_helpers() -> None:
     assert all(len(p) <= 20 for p in parts)
     assert "".join(p.split(" ", 1)[1] for p in parts) == "x" * 50
     assert tms.fits(parts[0], 20)
+
+
+def test_radios_registered_before_a_restart_are_asked_and_come_back() -> None:
+    """The gateway restarted while its radios stayed registered with the control station:
+    they will not register again for up to ``ars_refresh_min``, so the link asks the radios
+    it knows at once, and those that answer "present" are online and report again."""
+
+    async def scenario() -> None:
+        ports = free_udp_ports(3)
+        known = SubscriberRadio(1001, register=False)
+        unknown = SubscriberRadio(1002, register=False)  # not on the allow list: not asked
+        station = ControlStation(
+            [known, unknown],
+            gateway_host=HOST,
+            ars_port=ports[0],
+            tms_port=ports[1],
+            lrrp_port=ports[2],
+            cai=127,
+            ars_retry_s=0.2,
+        )
+        async with station:
+            cfg = mototrbo_link(ports, register="allow-list")
+            sink = RecordingSink()
+            counters = LinkCounters()
+            driver = MototrboDriver(cfg, sink, counters)
+            supervisor = LinkSupervisor(cfg, driver, counters, lambda _s: None, allowed={"1001"})
+            task = asyncio.create_task(supervisor.run())
+            try:
+                assert supervisor.sessions is not None
+                sessions = supervisor.sessions
+                await until(lambda: sessions.lookup("1001") is not None, "the query's answer")
+                assert DeviceRef("trbo", "1001") in sink.heard_log
+                state = station.radios[1001]
+                await until(lambda: bool(state.requests), "its location trigger set up again")
+                await until(lambda: bool(sink.positions), "a report")
+                assert not station.radios[1002].requests
+                assert sessions.lookup("1002") is None
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    run_async(scenario())
+
+
+def test_a_service_port_taken_takes_the_link_down_with_the_reason() -> None:
+    async def scenario() -> None:
+        ports = free_udp_ports(3)
+        squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        squatter.bind((HOST, ports[1]))  # the TMS port
+        try:
+            cfg = mototrbo_link(ports, reconnect_min_s=0.1)
+            counters = LinkCounters()
+            driver = MototrboDriver(cfg, RecordingSink(), counters)
+            statuses: list[LinkStatus] = []
+            supervisor = LinkSupervisor(cfg, driver, counters, statuses.append)
+            task = asyncio.create_task(supervisor.run())
+            try:
+                await until(
+                    lambda: any("cannot bind udp" in (s.error or "") for s in statuses),
+                    "the link down with the reason",
+                )
+                assert statuses[-1].state is LinkState.DOWN
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        finally:
+            squatter.close()
+
+    run_async(scenario())

@@ -23,7 +23,7 @@ from gateway.model import (
     UnitAnswer,
 )
 from gateway.sessions import Session, SessionRegistry
-from gateway.transport import Connection
+from gateway.transport import Connection, Server
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,14 @@ class Driver(abc.ABC):
         The default serves the peer like a client link's connection: :meth:`run`.
         """
         await self.run(conn)
+
+    async def serve_listener(self, server: Server) -> None:
+        """Runs beside a server link's sessions for as long as the link listens (cancelled
+        when it stops); raising :class:`~gateway.errors.LinkError` takes the link down, to be
+        opened again after the back-off. For what belongs to the link rather than to one peer:
+        MOTOTRBO's TMS and LRRP sockets, and its ARS query to the radios it knows after a
+        restart. The default does nothing."""
+        del server
 
     def session_for(self, address: str) -> Session | None:
         """The live dial-in session of the device ``address`` on this link, or ``None``."""

@@ -28,10 +28,13 @@ the channel held ``channel_hold_s`` after each, most urgent first (acks, then ur
 the control station's own FIFO never makes an urgent task wait behind routine traffic.
 
 The TMS and LRRP sockets are bound on the url's host (not the wildcard when a host is given)
-while at least one radio has an ARS session: the link's server runs sessions, and the services
-follow them (a radio cannot use TMS or LRRP before it registers, and unregistered radios'
-datagrams are rejected). Every map keyed by what radios send is bounded: radios by the
-link's session cap, caches by :data:`CACHE_MAX`.
+for as long as the link listens. A radio cannot use TMS or LRRP before it registers, and
+unregistered radios' datagrams are rejected; so when the link starts (a restart of the gateway,
+while the radios stay registered with the control station for up to ``ars_refresh_min``), the
+gateway sends an ARS query to each radio it knows (the link's allow list, or the units' radios
+on it) at ``ars_port``, paced by ``channel_hold_s``: a radio that answers "present" is
+registered again and its location triggers are set up again. Every map keyed by what radios
+send is bounded: radios by the link's session cap, caches by :data:`CACHE_MAX`.
 """
 
 from __future__ import annotations
@@ -69,8 +72,14 @@ from gateway.model import (
     utc_now,
 )
 from gateway.sessions import Session
-from gateway.transport import Connection, DatagramSocket, open_datagram_socket, parse_url
-from protocols.mototrbo import MototrboError, ars, lrrp, radio_id_of, tms
+from gateway.transport import (
+    Connection,
+    DatagramSocket,
+    Server,
+    open_datagram_socket,
+    parse_url,
+)
+from protocols.mototrbo import MototrboError, ars, lrrp, radio_id_of, radio_ip, tms
 
 __all__ = ["CACHE_MAX", "DUPLICATE_WINDOW_S", "MototrboDriver"]
 
@@ -253,6 +262,9 @@ class MototrboDriver(Driver):
                 self.counters.tx_bytes += len(answer)
                 if message.event != ars.ArsEvent.REFRESH or not radio.reporting:
                     self._start_reporting(radio)
+            elif not radio.reporting:  # "present", answering our query after a restart
+                log.info("%s: radio %s is present", self.link.name, address)
+                self._start_reporting(radio)
             return True
         if isinstance(message, ars.ArsDeregistration):
             radio = self._radios.get(radio_id)
@@ -264,6 +276,24 @@ class MototrboDriver(Driver):
             return False
         self.rejects.reject("ars-unexpected", data, type(message).__name__)
         return True
+
+    async def serve_listener(self, server: Server) -> None:
+        """Hold the TMS and LRRP sockets while the link listens, and ask the radios the link
+        knows whether they are there (see the module's docstring)."""
+        async with self._services_held():
+            known = self.sessions.allowed if self.sessions is not None else None
+            query = ars.encode(ars.ArsQuery())
+            for address in sorted(known or (), key=int):  # bounded: it is configuration
+                ip = radio_ip(int(address), self.cai)
+                try:
+                    server.send_datagram(query, (ip, self.ars_port))
+                except LinkError as exc:
+                    self._service_log.warning("%s: ARS query to radio %s: %s", self.link.name,
+                                              address, exc.reason)  # fmt: skip
+                    break
+                self.counters.tx_bytes += len(query)
+                await asyncio.sleep(self.channel_hold_s)
+            await asyncio.Event().wait()  # until the link stops
 
     def _radio_gone(self, session: Session) -> None:
         for radio_id, radio in list(self._radios.items()):

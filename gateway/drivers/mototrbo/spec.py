@@ -69,8 +69,9 @@ SPEC = ProtocolSpec(
             "int",
             0,
             int_range(0, 65535),
-            doc="The radios' ARS port when it differs from the url's port (0: the url's port). "
-            "Registrations are answered to the address they came from.",
+            doc="The radios' ARS port when it differs from the url's port (0: the url's port): "
+            "where the gateway sends its ARS query when the link starts. Registrations are "
+            "answered to the address they came from.",
         ),
         cai=OptionSpec(
             "int",
