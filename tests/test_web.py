@@ -325,3 +325,16 @@ def _b64(text: str) -> str:
     import base64  # noqa: PLC0415 - one use
 
     return base64.b64encode(text.encode()).decode()
+
+
+def test_the_daemon_stops_cleanly_with_pages_open(site: Site, page: webdriver.Chrome) -> None:
+    """Last in this module: it stops the module's daemon, a browser page and a raw feed open."""
+    sock, head = open_feed(site)
+    try:
+        assert head.startswith(b"HTTP/1.1 200")
+        assert site.daemon.terminate() == 0
+    finally:
+        sock.close()
+    log = site.daemon.log()
+    assert "Traceback" not in log, log[-3000:]
+    assert "http: status page and /metrics on" in log

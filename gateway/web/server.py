@@ -122,6 +122,9 @@ class StatusServer:
             access_log=None,
             keepalive_timeout=KEEPALIVE_TIMEOUT_S,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            # A page that goes away ends its handler at once (its feed slot is free again),
+            # not at the next write.
+            handler_cancellation=True,
         )
         await runner.setup()
         try:
