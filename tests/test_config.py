@@ -1071,3 +1071,14 @@ _tables = st.recursive(
 @given(_tables)
 def test_render_toml_round_trips_anything_it_accepts(data: dict[str, object]) -> None:
     assert tomllib.loads(render_toml(data)) == data
+
+
+def test_a_protocol_sets_its_own_serial_defaults() -> None:
+    """A Hytera radio's data port runs at 115200 baud: that is the default of a hytera serial
+    link, while other protocols keep the gateway's 9600; an explicit baudrate wins."""
+    hytera = '[[links]]\nname = "dmr"\nprotocol = "hytera"\nurl = "/dev/ttyUSB3"\n'
+    cfg = parse(GATEWAY + hytera + NMEA)
+    assert cfg.links[0].serial.baudrate == 115200
+    assert cfg.links[1].serial.baudrate == 9600
+    cfg = parse(GATEWAY + hytera + "baudrate = 57600\n")
+    assert cfg.links[0].serial.baudrate == 57600

@@ -41,6 +41,7 @@ from gateway.drivers.registry import PROTOCOLS, not_built_message
 from gateway.errors import ConfigError
 from gateway.model import DeviceRef
 from gateway.options import (
+    OptionSpec,
     as_float,
     as_int,
     as_table,
@@ -396,7 +397,11 @@ def _parse_link(table: Mapping[str, object], path: str) -> LinkConfig:
     }
     options = read_options(table, path, applicable)
     unit = options.pop("unit", None)
-    serial = _parse_serial(table, path) if transport == "serial" else SerialSettings()
+    serial = (
+        _parse_serial(table, path, spec.serial_options(SERIAL_OPTIONS))
+        if transport == "serial"
+        else SerialSettings()
+    )
     return LinkConfig(
         name=str(common["name"]),
         protocol=protocol,
@@ -410,8 +415,10 @@ def _parse_link(table: Mapping[str, object], path: str) -> LinkConfig:
     )
 
 
-def _parse_serial(table: Mapping[str, object], path: str) -> SerialSettings:
-    v = read_options(table, path, SERIAL_OPTIONS)
+def _parse_serial(
+    table: Mapping[str, object], path: str, specs: Mapping[str, OptionSpec]
+) -> SerialSettings:
+    v = read_options(table, path, specs)
     return SerialSettings(
         baudrate=as_int(v["baudrate"]),
         bytesize=as_int(v["bytesize"]),

@@ -244,7 +244,11 @@ def render_section(spec: ProtocolSpec) -> str:
             f'not built yet: `check-config` and `run` refuse a link with `protocol = "{spec.name}"`'
         )
     common = ", ".join(f"`{key}`" for key in LINK_OPTIONS)
-    serial = ", ".join(f"`{key}`" for key in SERIAL_OPTIONS)
+    serial = ", ".join(
+        f"`{key}`"
+        + (f" (default {_value(spec.serial_defaults[key])})" if key in spec.serial_defaults else "")
+        for key in SERIAL_OPTIONS
+    )
     offline = f"{spec.offline_after_s:g} s of silence"
     if "offline_after_s" in spec.options:
         offline += ", unless the link's `offline_after_s` says otherwise"

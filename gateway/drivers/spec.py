@@ -13,6 +13,7 @@ only when a link of that protocol runs.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -80,10 +81,22 @@ class ProtocolSpec:
     """``module:Class`` of the driver; None while the protocol is not built yet."""
     docs: str = ""
     """The operators' page, relative to ``docs/``."""
+    serial_defaults: Mapping[str, object] = field(default_factory=dict)
+    """Defaults of the serial keys (``baudrate``, ...) that differ for this protocol's devices
+    from the gateway's (a Hytera radio's HRNP port runs at 115200 baud)."""
 
     @property
     def built(self) -> bool:
         return self.driver is not None
+
+    def serial_options(self, common: Mapping[str, OptionSpec]) -> Mapping[str, OptionSpec]:
+        """The serial keys of this protocol's links: ``common`` with :attr:`serial_defaults`."""
+        if not self.serial_defaults:
+            return common
+        return {
+            key: dataclasses.replace(option, default=self.serial_defaults.get(key, option.default))
+            for key, option in common.items()
+        }
 
     def driver_class(self) -> type[Driver]:
         """Load the driver class (only when a link of this protocol runs)."""

@@ -69,7 +69,7 @@ from typing import Any, Final
 from gateway.channel import NORMAL, URGENT, Channel
 from gateway.config import LinkConfig
 from gateway.drivers.base import Driver, EventSink, OnTransmitted
-from gateway.drivers.hytera.spec import parse_status_stage
+from gateway.drivers.hytera.spec import SERIAL_BAUDRATE, parse_status_stage
 from gateway.drivers.hytera.spec import radio_id as normalise_radio_id
 from gateway.errors import LinkError
 from gateway.model import (
@@ -139,8 +139,6 @@ TX_GAP_S: Final = 0.0
 """Pause between two of our frames on the channel. None: the connected radio queues what it
 takes, and its HRNP DATA_ACK paces us (the channel waits for it before the next frame)."""
 MOTOROLA_PREFIX: Final = "\r\n"
-SERIAL_BAUDRATE: Final = 115200
-"""The radios' data port (ok-dmrlib's serial client; notes section 1)."""
 
 _EMERGENCY_STOP: Final = LpOpcode.EMERGENCY_STOP_REQUEST
 

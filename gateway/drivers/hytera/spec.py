@@ -3,7 +3,8 @@
 Device address: the decimal radio id (24 bits).
 
 A link is one radio connected to the gateway, through which the gateway reaches the others
-over the air: ``url = "/dev/ttyUSB0"`` (HRNP on the radio's serial port, ``baudrate = 115200``),
+over the air: ``url = "/dev/ttyUSB0"`` (HRNP on the radio's serial port, at 115200 baud unless
+``baudrate`` says otherwise),
 ``tcp://host:port`` (the same HRNP stream through a serial server), or ``udp://radio:3005``
 (the radio's USB network interface: HRNP radio control on the URL's port, the RRS, LP and TMP
 services on their own UDP ports, set below). The driver is
@@ -27,6 +28,9 @@ _MAX_RADIO_ID: Final = 0xFFFFFF  # DMR radio ids are 24 bits
 STATUS_STAGES: Final = ("acknowledged", "declined", "contacted", "on_scene", "feedback", "closed")
 """Stages a status key may report (SPEC section 5's answers)."""
 _UDP: Final = frozenset({"udp"})
+SERIAL_BAUDRATE: Final = 115200
+"""The radios' HRNP data port (ok-dmrlib's serial client; notes section 1): the default of a
+serial link's ``baudrate``."""
 
 
 def radio_id(address: str) -> str:
@@ -176,4 +180,5 @@ SPEC = ProtocolSpec(
     ),
     driver="gateway.drivers.hytera.driver:HyteraDriver",
     docs="protocols/hytera.md",
+    serial_defaults={"baudrate": SERIAL_BAUDRATE},
 )
