@@ -41,6 +41,21 @@ def test_demo_runs_and_exits_0(broker: str) -> None:
     assert "link vhf        up" in out
     for line in ("zhang-wei   acknowledged", "li-na       declined", "wang-qiang  escalated"):
         assert line in out, line
+    # The DMR radios (Hytera on a pty, MOTOTRBO on loopback UDP) and the GT06 tracker.
+    for line in (
+        "link dmr        up",
+        "link trbo       up",
+        "link trk        up",
+        "unit zhao-lei   online via dmr",
+        "unit chen-jie   online via trbo",
+        "unit car-3      online via trk",
+        "zhao-lei    delivered",
+        "zhao-lei    acknowledged",
+        "chen-jie    delivered",
+        "chen-jie    acknowledged",
+    ):
+        assert line in out, line
+    assert "via trk (gt06)" in out
     assert "gateway         offline" in out
     assert "SLA report" in out
     assert "acknowledged" in out.split("SLA report from the journal")[1]

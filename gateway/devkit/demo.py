@@ -3,10 +3,13 @@
 It starts a private broker on a free loopback port (mosquitto when installed, else the
 embedded one from the ``demo`` extra); two GPS receivers (a BeiDou module on a pty, a
 u-blox on TCP) in two patrol cars; four APRS walkie-talkies on a simulated 1200 baud
-channel behind a KISS TCP port; and the gateway with a config written for them. A
-scripted dispatcher then sends tasks of each priority: 张伟 accepts and walks to the
-scene, 李娜 declines, 王强's first radio never answers (his second one gets the task,
-nobody replies, and the acknowledge deadline is escalated). Later 李娜 presses her
+channel behind a KISS TCP port; a Hytera DMR radio on the gateway's serial cable (a pty)
+through which 赵磊's radio is heard; a MOTOTRBO control station on loopback UDP with 陈杰's
+radio behind it; a third patrol car's GT06 tracker dialling in over TCP; and the gateway
+with a config written for them. A scripted dispatcher then sends tasks of each priority:
+张伟 accepts and walks to the scene, 李娜 declines, 王强's first radio never answers (his
+second one gets the task, nobody replies, and the acknowledge deadline is escalated);
+赵磊 and 陈杰 get theirs as DMR text messages, acked by their radios and answered. Later 李娜 presses her
 radio's emergency button: the gateway raises an ``emergency`` alarm from its Mic-E
 beacon, the scripted centre calls her back and clears it with the ``clear_alarm``
 request, and she resets her radio. The demo prints what the gateway publishes as it
@@ -20,16 +23,21 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import sqlite3
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
 from firmware_stubs.aprs_radio import AprsRadio
+from firmware_stubs.gt06_tracker import Gt06Tracker
+from firmware_stubs.hytera_radio import AirRadio, HyteraRadio
+from firmware_stubs.mototrbo_radio import ControlStation, SubscriberRadio, route_around
 from firmware_stubs.nmea_gps import GpsPty, NmeaGps, serve_pty, serve_tcp
 from firmware_stubs.radio_net import RadioNet
 from gateway import sla
@@ -48,6 +56,14 @@ INCIDENT = (31.2318, 121.4752)
 ROUTE_WEST = ((31.2290, 121.4620), (31.2310, 121.4650), (31.2285, 121.4690), (31.2265, 121.4655))
 # 张伟 walks from a side street to the incident and back.
 ROUTE_ZHANG = ((31.2335, 121.4770), INCIDENT)
+# 赵磊 (Hytera DMR) patrols Nanjing Road East; 陈杰 (MOTOTRBO) circles the Bund.
+ROUTE_ZHAO = ((31.2355, 121.4800), (31.2360, 121.4830), (31.2365, 121.4860), (31.2360, 121.4830))
+ROUTE_CHEN = tuple(route_around(31.2400, 121.4900, radius_m=150, points=6))
+# A patrol car's GT06 tracker on People's Square's ring road.
+ROUTE_CAR3 = ((31.2290, 121.4700), (31.2300, 121.4730), (31.2320, 121.4740), (31.2330, 121.4710))
+GT06_IMEI = "868120145233604"
+MOTOTRBO_CAI = 127
+"""With CAI 127 each MOTOTRBO radio of the demo lives at its own loopback address."""
 EMERGENCY_AT_S = 6.0
 """When 李娜 presses her radio's emergency button, in seconds after the demo starts."""
 CENTRE_CLEARS_AFTER_S = 2.0
@@ -57,7 +73,13 @@ RADIO_RESET_AFTER_S = 5.0
 
 
 def demo_config(
-    tmp: Path, broker_url: str, pty_path: Path, tcp_port: int, kiss_port: int
+    tmp: Path,
+    broker_url: str,
+    pty_path: Path,
+    tcp_port: int,
+    kiss_port: int,
+    *,
+    ports: DemoPorts,
 ) -> dict[str, Any]:
     fast = {"reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
     return {
@@ -88,6 +110,33 @@ def demo_config(
                 "retry_intervals_s": [3.0, 3.0, 3.0],
                 **fast,
             },
+            {
+                "name": "dmr",
+                "protocol": "hytera",
+                "url": ports.hytera_path,
+                "location_interval_s": 4,
+                "retry_intervals_s": [3.0, 3.0],
+                "status_stages": ["1=acknowledged", "2=contacted", "3=on_scene", "4=closed"],
+                **fast,
+            },
+            {
+                "name": "trbo",
+                "protocol": "mototrbo",
+                "url": f"udp-listen://127.0.0.1:{ports.mototrbo[0]}",
+                "tms_port": ports.mototrbo[1],
+                "lrrp_port": ports.mototrbo[2],
+                "cai": MOTOTRBO_CAI,
+                "location_interval_s": 4,
+                "retry_intervals_s": [3.0, 3.0],
+                "channel_hold_s": 0.2,
+                **fast,
+            },
+            {
+                "name": "trk",
+                "protocol": "gt06",
+                "url": f"listen://127.0.0.1:{ports.gt06}",
+                **fast,
+            },
         ],
         "units": [
             {"id": "car-1", "name": "巡逻车一"},
@@ -95,6 +144,9 @@ def demo_config(
             {"id": "zhang-wei", "name": "张伟", "devices": ["vhf:BH4ZW-7"]},
             {"id": "li-na", "name": "李娜", "devices": ["vhf:BH4LN-7"]},
             {"id": "wang-qiang", "name": "王强", "devices": ["vhf:BH4WQ-7", "vhf:BH4WQ-9"]},
+            {"id": "zhao-lei", "name": "赵磊", "devices": ["dmr:2001"]},
+            {"id": "chen-jie", "name": "陈杰", "devices": ["trbo:1001"]},
+            {"id": "car-3", "name": "巡逻车三", "devices": [f"trk:{GT06_IMEI}"]},
         ],
     }
 
@@ -125,7 +177,82 @@ def scripted_tasks() -> list[tuple[float, dict[str, Any]]]:
                "text": "南京东路口噪音投诉，请核实"}),
         (4.0, {"task_id": "demo-3", "units": ["wang-qiang"], "priority": "routine",
                "text": "明早巡查福州路占道经营"}),
+        (5.0, {"task_id": "demo-4", "units": ["zhao-lei"], "priority": "urgent",
+               "text": "南京东路步行街有人晕倒，请速到"}),
+        (5.5, {"task_id": "demo-5", "units": ["chen-jie"], "priority": "normal",
+               "text": "外滩观景台游客走失，请协助寻找"}),
     ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPorts:
+    """Where the DMR radios and trackers of the demo meet the gateway."""
+
+    hytera_path: str
+    """The pty of the Hytera radio on the gateway's cable."""
+    mototrbo: tuple[int, int, int]
+    """ARS, TMS and LRRP ports (the gateway on 127.0.0.1, each radio on its own address)."""
+    gt06: int
+    """The trackers' TCP port."""
+
+
+def dmr_radios() -> tuple[HyteraRadio, ControlStation]:
+    """赵磊's Hytera radio (heard through the radio on the gateway's cable, which also acks
+    and reports along his route; he answers 收到 then presses status key 3 on arrival) and
+    陈杰's MOTOTRBO radio behind a control station."""
+    hytera = HyteraRadio(
+        [AirRadio(2001, route=ROUTE_ZHAO, report_interval_s=4, reply="收到", reply_delay_s=3)],
+        mode="pty",
+    )
+    station_ports = free_udp_ports(3)
+    station = ControlStation(
+        [SubscriberRadio(1001, route=ROUTE_CHEN, reply="收到，马上过去", reply_delay_s=4)],
+        ars_port=station_ports[0],
+        tms_port=station_ports[1],
+        lrrp_port=station_ports[2],
+        cai=MOTOTRBO_CAI,
+    )
+    return hytera, station
+
+
+def free_udp_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """UDP ports free on ``host`` now (the MOTOTRBO radios bind the same numbers on theirs)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+async def _tracker(port: int, stop: asyncio.Event) -> None:
+    """A patrol car's GT06 tracker: dials in (again, whenever the connection ends), logs in,
+    reports every 3 s and sends a heartbeat every 10 s."""
+    while not stop.is_set():
+        tracker = Gt06Tracker(
+            GT06_IMEI, "127.0.0.1", port, route=ROUTE_CAR3,
+            report_interval_s=3, heartbeat_interval_s=10,
+        )  # fmt: skip
+        try:
+            await tracker.start()
+            tracker.start_reporting()
+            ends = {
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(tracker.closed.wait()),
+            }
+            try:
+                await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for end in ends:
+                    end.cancel()
+        except (OSError, TimeoutError):
+            pass  # the gateway is not listening yet
+        finally:
+            await tracker.stop()
+        if not stop.is_set():
+            await asyncio.sleep(1.0)
 
 
 class Printer:
@@ -280,7 +407,15 @@ async def run_demo(duration_s: float = 30.0, broker: str = "auto") -> int:
         net = RadioNet(airtime_s=lambda frame: afsk1200_airtime_s(len(frame), txdelay_s=0.1))
         kiss_ready: asyncio.Future[int] = loop.create_future()
         stubs_stop = asyncio.Event()
-        async with asyncio.TaskGroup() as tg:
+        hytera, station = dmr_radios()
+        async with contextlib.AsyncExitStack() as radios_on, asyncio.TaskGroup() as tg:
+            await radios_on.enter_async_context(hytera)
+            await radios_on.enter_async_context(station)
+            ports = DemoPorts(
+                hytera.device_path,
+                (station.ports["ars"], station.ports["tms"], station.ports["lrrp"]),
+                free_port(),
+            )
             background = [
                 tg.create_task(_watch(broker_.host, broker_.port, printer)),
                 tg.create_task(net.serve(on_ready=lambda h, p: kiss_ready.set_result(p))),
@@ -290,7 +425,14 @@ async def run_demo(duration_s: float = 30.0, broker: str = "auto") -> int:
                 background.append(tg.create_task(radio.run(net.attach(radio.callsign))))
             kiss_port = await asyncio.wait_for(kiss_ready, 5)
             config = parse_config(
-                demo_config(tmp_path, broker_.url, pty.link_path or tmp_path, tcp_port, kiss_port),
+                demo_config(
+                    tmp_path,
+                    broker_.url,
+                    pty.link_path or tmp_path,
+                    tcp_port,
+                    kiss_port,
+                    ports=ports,
+                ),
                 base_dir=tmp_path,
                 env={},
             )
@@ -309,6 +451,7 @@ async def run_demo(duration_s: float = 30.0, broker: str = "auto") -> int:
             await asyncio.sleep(0.3)  # the viewer subscribes before the gateway speaks
             gateway_task = tg.create_task(gateway.run())
             background.append(tg.create_task(_dispatcher(broker_.host, broker_.port, printer)))
+            tg.create_task(_tracker(ports.gt06, stubs_stop))
             li_na = next(r for r in radios if r.callsign == "BH4LN-7")
             background.append(tg.create_task(_emergency(li_na, "李娜", printer)))
             with contextlib.suppress(TimeoutError):
