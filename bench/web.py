@@ -196,7 +196,7 @@ def main() -> int:
                         "frames_per_page_per_s": round(got["snapshots"] / PAGES / pages_s, 2),
                         "mb_sent": round(got["bytes"] / 1e6, 1),
                         "stuck_page_closed": closed_slow >= 1,
-                        "open_feeds_at_end": metric(http_port, "fieldlink_http_clients"),
+                        "feeds_after_pages_closed": metric(http_port, "fieldlink_http_clients"),
                         "peak_rss_mb_before_pages": round(rss_before, 1),
                         "peak_rss_mb_after_pages": round(peak_rss_mb(daemon.pid), 1),
                     }
