@@ -4,10 +4,12 @@
 JSON-ready dict. :class:`StatusFeed` builds it for the open pages: at once (after
 :data:`COALESCE_S`) when the gateway says something changed (a task stage, an alarm, a
 link's state, a unit's availability), and every :data:`REFRESH_S` otherwise (positions,
-counters, last heard), and never while no page is open.
+counters, last heard), and never while no page is open. A frame carries the units that
+changed since the last frame, and everything else whole (alarms, links, tasks: bounded
+lists); a page that is new, or skipped a frame, gets every unit. Nothing moved, nothing sent.
 
 Memory per page is bounded by construction: a :class:`Subscriber` holds one frame, the
-latest (a newer one replaces it, so a page that stops reading skips snapshots and never
+latest (a newer one replaces it, so a page that stops reading skips frames and never
 queues them), and every page shares the same bytes object. How much can wait in a slow
 page's socket is the server's business (:mod:`gateway.web.server`).
 """
@@ -101,7 +103,7 @@ class StatusFeed:
         return len(self._subscribers)
 
     def subscribe(self) -> Subscriber | None:
-        """A new page, with the latest frame waiting for it; None when the cap is reached."""
+        """A new page (a full frame follows at once); None when the cap is reached."""
         if len(self._subscribers) >= self.max_subscribers:
             return None
         sub = Subscriber()
