@@ -218,7 +218,9 @@ class Fleet:
 
     def stop(self) -> None:
         try:
-            self.do("stop", timeout_s=60)
+            self.do("stop", timeout_s=120)
+        except Exception:  # noqa: BLE001 - a stuck fleet is killed below; the run is over anyway
+            print(json.dumps({"warning": "the terminals did not stop in time"}), flush=True)
         finally:
             self.proc.join(10)
             if self.proc.is_alive():
@@ -268,6 +270,17 @@ auth_timeout_s = 3600
     )
     time.sleep(2.0)
     return proc
+
+
+def stop_daemon(daemon: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 30 s: never leave a daemon behind the bench."""
+    daemon.terminate()
+    try:
+        daemon.wait(30)
+    except subprocess.TimeoutExpired:
+        print(json.dumps({"warning": "the daemon did not stop within 30 s: killed"}), flush=True)
+        daemon.kill()
+        daemon.wait(10)
 
 
 def rss_bytes(pid: int) -> int:
@@ -409,9 +422,10 @@ def main() -> int:
                 "daemon_cpu_us_per_position": round(cpu / max(len(got), 1) * 1e6, 1),
             }}), flush=True)  # fmt: skip
         finally:
-            fleet.stop()
-            daemon.terminate()
-            daemon.wait(30)
+            try:
+                fleet.stop()
+            finally:
+                stop_daemon(daemon)
     return 0
 
 
