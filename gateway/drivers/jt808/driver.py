@@ -92,6 +92,8 @@ DEDUPE_WINDOW: Final = 32
 """Recent uplinks remembered per connection to recognise a retransmitted copy."""
 MAX_PENDING: Final = 32
 """Downlinks waiting for their 0x0001 per connection; more are refused (``failed``)."""
+WRITE_TIMEOUT_S: Final = 10.0
+"""A terminal that does not take what we write for this long (it stopped reading) is dropped."""
 MAX_QUESTIONS: Final = 64
 """Question serials remembered per connection, each naming the task it asks about."""
 
@@ -164,7 +166,7 @@ class _Terminal:
         self.address = ""
         self.device: DeviceRef | None = None
         self._serial = 0
-        self.seen: OrderedDict[tuple[int, int, bytes], None] | None = None
+        self.seen: OrderedDict[tuple[int, int, int], None] | None = None
         self.pending: dict[int, asyncio.Future[m.GeneralResponse]] = {}
         self.questions: OrderedDict[int, str] = OrderedDict()
         self.last_alarm: int | None = None
@@ -195,7 +197,8 @@ class _Terminal:
 
     def duplicate(self, frame: Frame) -> bool:
         """True for a copy of a recent uplink; remembers this one otherwise."""
-        key = (frame.header.msg_id, frame.header.serial, frame.body)
+        # the body's hash, not the body: 32 keys of three small ints per terminal
+        key = (frame.header.msg_id, frame.header.serial, hash(frame.body))
         seen = self.seen
         if seen is None:
             seen = self.seen = OrderedDict()
@@ -304,10 +307,17 @@ class Jt808Driver(Driver):
                 del self._terminals[terminal.address]
 
     async def _write(self, terminal: _Terminal, frames: list[bytes]) -> None:
+        """Write ``frames`` at once; a terminal that has not taken them within
+        :data:`WRITE_TIMEOUT_S` (it stopped reading) is disconnected: :class:`LinkError`."""
         if not frames:
             return
         data = frames[0] if len(frames) == 1 else b"".join(frames)
-        await terminal.conn.write(data)
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await terminal.conn.write(data)
+        except TimeoutError:
+            terminal.session.close("stalled")
+            raise LinkError(self.link.name, f"{terminal.session.peer} stopped reading") from None
         self.counters.tx_bytes += len(data)
         terminal.session.tx_frames += len(frames)
 
