@@ -136,6 +136,10 @@ class RadioNet:
                     await station.write(data)
             except ConnectionError:
                 pass
+            except asyncio.CancelledError:
+                # serve() is stopping: end quietly. Left to propagate, asyncio's stream server
+                # asks the cancelled task for its exception and logs the CancelledError.
+                pass
             finally:
                 self.detach(station)
                 out.cancel()

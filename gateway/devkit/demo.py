@@ -9,8 +9,8 @@ radio behind it; a third patrol car's GT06 tracker dialling in over TCP; and the
 with a config written for them. A scripted dispatcher then sends tasks of each priority:
 张伟 accepts and walks to the scene, 李娜 declines, 王强's first radio never answers (his
 second one gets the task, nobody replies, and the acknowledge deadline is escalated);
-赵磊 and 陈杰 get theirs as DMR text messages, acked by their radios and answered. Later 李娜 presses her
-radio's emergency button: the gateway raises an ``emergency`` alarm from its Mic-E
+赵磊 and 陈杰 get theirs as DMR text messages, acked by their radios and answered. Later
+李娜 presses her radio's emergency button: the gateway raises an ``emergency`` alarm from its Mic-E
 beacon, the scripted centre calls her back and clears it with the ``clear_alarm``
 request, and she resets her radio. The demo prints what the gateway publishes as it
 happens, unplugs the BeiDou receiver once on the way, prints the SLA table (alarms
@@ -84,6 +84,9 @@ def demo_config(
     fast = {"reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
     return {
         "gateway": {"id": GATEWAY_ID, "data_dir": str(tmp / "data")},
+        # The status page and /metrics on a free port: a gateway already running here keeps
+        # the default one.
+        "http": {"listen": f"127.0.0.1:{ports.http}"},
         "mqtt": {
             "url": broker_url,
             "base_topic": BASE_TOPIC,
@@ -194,6 +197,8 @@ class DemoPorts:
     """ARS, TMS and LRRP ports (the gateway on 127.0.0.1, each radio on its own address)."""
     gt06: int
     """The trackers' TCP port."""
+    http: int
+    """The status page's port."""
 
 
 def dmr_radios() -> tuple[HyteraRadio, ControlStation]:
@@ -415,6 +420,7 @@ async def run_demo(duration_s: float = 30.0, broker: str = "auto") -> int:
                 hytera.device_path,
                 (station.ports["ars"], station.ports["tms"], station.ports["lrrp"]),
                 free_port(),
+                free_port(),
             )
             background = [
                 tg.create_task(_watch(broker_.host, broker_.port, printer)),
@@ -448,6 +454,7 @@ async def run_demo(duration_s: float = 30.0, broker: str = "auto") -> int:
                     stop=stubs_stop,
                 )
             )
+            printer.line("demo", f"status page and metrics: http://127.0.0.1:{ports.http}/")
             await asyncio.sleep(0.3)  # the viewer subscribes before the gateway speaks
             gateway_task = tg.create_task(gateway.run())
             background.append(tg.create_task(_dispatcher(broker_.host, broker_.port, printer)))
