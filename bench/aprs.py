@@ -34,39 +34,15 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.channel import NORMAL, Channel  # noqa: E402
 from gateway.config import LinkConfig  # noqa: E402
+from gateway.devkit.sinks import CountingSink  # noqa: E402
 from gateway.drivers.aprs.driver import DEFAULT_GAP_S, AprsDriver  # noqa: E402
 from gateway.model import (  # noqa: E402
-    Alarm,
-    DeviceRef,
     LinkCounters,
-    Position,
-    TextFromUnit,
-    UnitAnswer,
 )
 from protocols import ax25, kiss  # noqa: E402
 from protocols.aprs import encode_ack, encode_message, encode_mic_e, encode_position  # noqa: E402
 
 GATEWAY = "BH4ABC-9"
-
-
-class CountingSink:
-    def __init__(self) -> None:
-        self.events = 0
-
-    def heard(self, device: DeviceRef) -> None:
-        self.events += 1
-
-    def position(self, position: Position) -> None:
-        self.events += 1
-
-    def text(self, text: TextFromUnit) -> None:
-        self.events += 1
-
-    def answer(self, answer: UnitAnswer) -> None:
-        self.events += 1
-
-    def alarm(self, alarm: Alarm) -> None:
-        self.events += 1
 
 
 def make_driver() -> AprsDriver:

@@ -57,17 +57,13 @@ from firmware_stubs.hytera_radio import AirRadio, HyteraRadio  # noqa: E402
 from gateway.channel import NORMAL  # noqa: E402
 from gateway.config import LinkConfig  # noqa: E402
 from gateway.devkit.broker import Mosquitto  # noqa: E402
+from gateway.devkit.sinks import CountingSink  # noqa: E402
 from gateway.drivers.hytera.driver import HyteraDriver  # noqa: E402
 from gateway.drivers.hytera.spec import SPEC  # noqa: E402
 from gateway.errors import LinkError  # noqa: E402
 from gateway.model import (  # noqa: E402
-    Alarm,
-    DeviceRef,
     LinkCounters,
-    Position,
-    TextFromUnit,
     TextOrder,
-    UnitAnswer,
     rfc3339,
     utc_now,
 )
@@ -96,26 +92,6 @@ from protocols.hytera.services import (  # noqa: E402
 )
 
 OWN_ID = 7
-
-
-class CountingSink:
-    def __init__(self) -> None:
-        self.events = 0
-
-    def heard(self, device: DeviceRef) -> None:
-        self.events += 1
-
-    def position(self, position: Position) -> None:
-        self.events += 1
-
-    def text(self, text: TextFromUnit) -> None:
-        self.events += 1
-
-    def answer(self, answer: UnitAnswer) -> None:
-        self.events += 1
-
-    def alarm(self, alarm: Alarm) -> None:
-        self.events += 1
 
 
 def make_driver(**overrides: object) -> HyteraDriver:

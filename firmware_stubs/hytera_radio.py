@@ -377,6 +377,10 @@ class HyteraRadio:
         """The radio ``radio`` comes online (RRS registration)."""
         self.send(RrsMessage(RrsOpcode.REGISTRATION, radio_ip(radio, self.subnet)))
 
+    def deregister(self, radio: int) -> None:
+        """The radio ``radio`` is switched off (RRS de-registration)."""
+        self.send(RrsMessage(RrsOpcode.DEREGISTRATION, radio_ip(radio, self.subnet)))
+
     def _fix(self, radio: AirRadio) -> GpsFix:
         lat, lon, heading = radio.position()
         now = datetime.now(UTC)

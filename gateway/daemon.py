@@ -75,6 +75,8 @@ REQUEST_KEYS: dict[str, set[str]] = {
 }
 """The keys each request takes besides ``transaction``: anything else is refused, so a typo
 (``untis``) is an error, not an answer to a different question."""
+MAX_DEVICES_TRACKED = 16
+"""Devices of one unit whose last hearing is kept (a unit has a radio or two, a tracker)."""
 ALARM_CONFIRM_TIMEOUT_S = 10.0
 """Longest a clear_alarm request waits for the device's link to take the confirmation."""
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
@@ -148,6 +150,9 @@ class Gateway:
         self._last_position: dict[str, bytes] = {}
         # Presence: unit -> (last heard on the monotonic clock, via which link, offline after s)
         self._last_heard: dict[str, tuple[float, str, float]] = {}
+        # Per unit, when each of its devices was last heard: a device that leaves (a tracker
+        # hangs up, a radio deregisters) takes its unit offline only if no other is fresh.
+        self._heard_devices: dict[str, dict[DeviceRef, float]] = {}
         self._availability: dict[str, Availability] = {}
         self.inbound_rejected = 0
         self.inbound_failed = 0
@@ -171,7 +176,14 @@ class Gateway:
         offline_after = last[2] if last is not None and last[1] == link else None
         if offline_after is None:
             offline_after = self._offline_after(link)
-        self._last_heard[unit] = (time.monotonic(), link, offline_after)
+        now = time.monotonic()
+        self._last_heard[unit] = (now, link, offline_after)
+        devices = self._heard_devices.get(unit)
+        if devices is None:
+            devices = self._heard_devices[unit] = {}
+        elif device not in devices and len(devices) >= MAX_DEVICES_TRACKED:
+            del devices[next(iter(devices))]  # bounded whatever spellings a driver reports
+        devices[device] = now
         if self._availability.get(unit) is not Availability.ONLINE:
             self._set_availability(unit, Availability.ONLINE, link)
 
@@ -261,10 +273,31 @@ class Gateway:
         """A dialled-in device's last session closed: offline now, not after a silence."""
         if session.address is None:
             return
-        unit = self.units.admit(DeviceRef(session.link, session.address))
-        if unit is not None and self._availability.get(unit) is Availability.ONLINE:
-            log.info("unit %s: its session on %s closed (%s)", unit, session.link, reason)
-            self._set_availability(unit, Availability.OFFLINE, session.link)
+        device = DeviceRef(session.link, session.address)
+        self._device_left(device, f"its session closed ({reason})")
+
+    def offline(self, device: DeviceRef) -> None:
+        """The device said it is leaving (a radio switched off deregisters)."""
+        self._device_left(device, "it deregistered")
+
+    def _device_left(self, device: DeviceRef, why: str) -> None:
+        """``device`` is gone: its unit is offline now, unless another of its devices was
+        heard within that device's link's offline time (a unit's radio stays online when its
+        tracker hangs up)."""
+        unit = self.units.admit(device)
+        if unit is None:
+            return
+        devices = self._heard_devices.get(unit, {})
+        devices.pop(device, None)
+        if self._availability.get(unit) is not Availability.ONLINE:
+            return
+        now = time.monotonic()
+        for other, at in devices.items():
+            if now - at < self._offline_after(other.link):
+                log.info("unit %s: %s left (%s); still online via %s", unit, device, why, other)
+                return
+        log.info("unit %s: %s left (%s)", unit, device, why)
+        self._set_availability(unit, Availability.OFFLINE, device.link)
 
     def _offline_after(self, link: str) -> float:
         cfg = self.units.link(link)

@@ -21,6 +21,7 @@ import pytest
 from firmware_stubs.aprs_radio import DEFAULT_ROUTE, AprsRadio
 from gateway.channel import NORMAL, URGENT
 from gateway.config import LinkConfig, SerialSettings
+from gateway.devkit.sinks import RecordingSink
 from gateway.drivers.aprs.driver import AprsDriver, MessageNumbers, TtlCache
 from gateway.drivers.base import TextSender
 from gateway.drivers.registry import PROTOCOLS
@@ -33,9 +34,7 @@ from gateway.model import (
     DeviceRef,
     LinkCounters,
     Position,
-    TextFromUnit,
     TextOrder,
-    UnitAnswer,
 )
 from gateway.transport import Connection, open_connection, parse_url
 from protocols import ax25, kiss
@@ -56,32 +55,6 @@ pytestmark = pytest.mark.timeout(60)
 GATEWAY = "BH4ABC-9"
 RADIO = "BG5XYZ-7"
 FAST_RETRIES = (0.3, 0.3, 0.3)
-
-
-class RecordingSink:
-    """An EventSink that keeps everything it is told, and lets a test wait for it."""
-
-    def __init__(self) -> None:
-        self.heard_log: list[DeviceRef] = []
-        self.positions: list[Position] = []
-        self.texts: list[TextFromUnit] = []
-        self.answers: list[UnitAnswer] = []
-        self.alarms: list[Alarm] = []
-
-    def heard(self, device: DeviceRef) -> None:
-        self.heard_log.append(device)
-
-    def position(self, position: Position) -> None:
-        self.positions.append(position)
-
-    def text(self, text: TextFromUnit) -> None:
-        self.texts.append(text)
-
-    def answer(self, answer: UnitAnswer) -> None:
-        self.answers.append(answer)
-
-    def alarm(self, alarm: Alarm) -> None:
-        self.alarms.append(alarm)
 
 
 async def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:

@@ -15,17 +15,16 @@ import pytest
 from firmware_stubs.gt06_tracker import Gt06Tracker, TrackerFleet
 from gateway.config import LinkConfig
 from gateway.devkit.broker import free_port
+from gateway.devkit.sinks import RecordingSink
 from gateway.drivers.gt06.driver import Gt06Driver
 from gateway.links import LinkSupervisor
 from gateway.model import (
-    Alarm,
     AlarmKind,
     Delivery,
     DeviceRef,
     LinkCounters,
     LinkState,
     Position,
-    TextFromUnit,
     TextOrder,
     UnitAnswer,
 )
@@ -41,36 +40,23 @@ OTHER = "123456789012346"
 STRANGER = "999999999999999"
 
 
-class RecordingSink:
-    def __init__(self) -> None:
-        self.heard_from: list[DeviceRef] = []
-        self.positions: list[Position] = []
-        self.alarms: list[Alarm] = []
-        self.texts: list[TextFromUnit] = []
-
-    def heard(self, device: DeviceRef) -> None:
-        self.heard_from.append(device)
+class PlausibleSink(RecordingSink):
+    """Every position must pass the shared invariant check; GT06 carries no answers."""
 
     def position(self, position: Position) -> None:
         verdict = check(position, now=datetime.now(UTC), max_fix_age_s=86400.0)
         assert verdict.position is not None, verdict
         assert not verdict.dropped, verdict
-        self.positions.append(position)
-
-    def text(self, text: TextFromUnit) -> None:
-        self.texts.append(text)
+        super().position(position)
 
     def answer(self, answer: UnitAnswer) -> None:
         raise AssertionError("GT06 carries no answers")
-
-    def alarm(self, alarm: Alarm) -> None:
-        self.alarms.append(alarm)
 
 
 @asynccontextmanager
 async def gt06_link(
     allowed: Set[str] | None = frozenset({IMEI, OTHER}), **options: object
-) -> AsyncIterator[tuple[Gt06Driver, RecordingSink, SessionRegistry, int]]:
+) -> AsyncIterator[tuple[Gt06Driver, PlausibleSink, SessionRegistry, int]]:
     port = free_port()
     cfg = LinkConfig(
         name="gt",
@@ -78,7 +64,7 @@ async def gt06_link(
         url=f"listen://127.0.0.1:{port}",
         options=MappingProxyType({"retry_intervals_s": (5.0,), **options}),
     )
-    sink = RecordingSink()
+    sink = PlausibleSink()
     driver = Gt06Driver(cfg, sink, LinkCounters())
     supervisor = LinkSupervisor(cfg, driver, driver.counters, lambda _s: None, allowed=allowed)
     sessions = supervisor.sessions
@@ -120,7 +106,7 @@ def test_login_locations_heartbeats_are_acked_with_their_serials_and_published_o
                 assert len(sink.positions) == 3
                 assert {p.device for p in sink.positions} == {DeviceRef("gt", IMEI)}
                 assert sink.positions[0].source == "gt06"
-                assert DeviceRef("gt", IMEI) in sink.heard_from
+                assert DeviceRef("gt", IMEI) in sink.heard_log
             await until(lambda: sessions.lookup(IMEI) is None, "session gone")
 
     run_async(scenario())

@@ -12,7 +12,7 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
@@ -21,22 +21,19 @@ import pytest
 from firmware_stubs.hytera_radio import AirRadio, HyteraRadio, Misbehaviour
 from gateway.channel import NORMAL
 from gateway.config import LinkConfig, SerialSettings
+from gateway.devkit.sinks import RecordingSink
 from gateway.drivers.base import AlarmConfirmer, TextSender
 from gateway.drivers.hytera.driver import HyteraDriver, split_text
 from gateway.drivers.hytera.spec import SPEC
 from gateway.drivers.registry import PROTOCOLS
 from gateway.errors import LinkError
 from gateway.model import (
-    Alarm,
     AlarmKind,
     Delivery,
     DeliveryReport,
     DeviceRef,
     LinkCounters,
-    Position,
-    TextFromUnit,
     TextOrder,
-    UnitAnswer,
 )
 from gateway.options import read_options
 from gateway.transport import Connection, open_connection, parse_url
@@ -63,32 +60,6 @@ FAST = {
     "keepalive_s": 5.0,
     "location_interval_s": 0.2,
 }
-
-
-@dataclass
-class Sink:
-    """What the driver reported, in order."""
-
-    heard_devices: list[DeviceRef] = field(default_factory=list)
-    positions: list[Position] = field(default_factory=list)
-    texts: list[TextFromUnit] = field(default_factory=list)
-    answers: list[UnitAnswer] = field(default_factory=list)
-    alarms: list[Alarm] = field(default_factory=list)
-
-    def heard(self, device: DeviceRef) -> None:
-        self.heard_devices.append(device)
-
-    def position(self, position: Position) -> None:
-        self.positions.append(position)
-
-    def text(self, text: TextFromUnit) -> None:
-        self.texts.append(text)
-
-    def answer(self, answer: UnitAnswer) -> None:
-        self.answers.append(answer)
-
-    def alarm(self, alarm: Alarm) -> None:
-        self.alarms.append(alarm)
 
 
 def free_udp_ports(count: int) -> list[int]:
@@ -119,7 +90,7 @@ def link_config(url: str, **extra: object) -> LinkConfig:
 class Rig:
     radio: HyteraRadio
     driver: HyteraDriver
-    sink: Sink
+    sink: RecordingSink
     counters: LinkCounters
     conn: Connection
     task: asyncio.Task[None]
@@ -157,7 +128,7 @@ async def rig(
                 tmp_port=ports[Service.TMP], local_rrs_port=gw_ports[0],
                 local_lp_port=gw_ports[1], local_tmp_port=gw_ports[2], **options,
             )  # fmt: skip
-        sink = Sink()
+        sink = RecordingSink()
         counters = LinkCounters()
         driver = HyteraDriver(link, sink, counters)
         conn = await open_connection("dmr", parse_url(link.url), link.serial)
@@ -185,7 +156,7 @@ async def send(driver: HyteraDriver, o: TextOrder) -> tuple[DeliveryReport, int]
 
 def test_registered_and_what_it_offers() -> None:
     assert PROTOCOLS["hytera"].driver_class() is HyteraDriver
-    driver = HyteraDriver(link_config("/dev/null"), Sink(), LinkCounters())
+    driver = HyteraDriver(link_config("/dev/null"), RecordingSink(), LinkCounters())
     assert isinstance(driver, TextSender)
     assert isinstance(driver, AlarmConfirmer)
     assert driver.capabilities.location_poll
@@ -198,7 +169,7 @@ def test_session_registration_positions_and_text_round_trip(mode: Mode) -> None:
         radio = AirRadio(1001, report_interval_s=0.05, reply="收到", reply_delay_s=0.05)
         async with rig(mode, [radio]) as r:
             assert r.driver.own_id == 7
-            await r.until("heard", lambda: DeviceRef("dmr", "1001") in r.sink.heard_devices)
+            await r.until("heard", lambda: DeviceRef("dmr", "1001") in r.sink.heard_log)
             await r.until("positions", lambda: len(r.sink.positions) >= 3)
             pos = r.sink.positions[0]
             assert pos.device == DeviceRef("dmr", "1001")
@@ -222,6 +193,24 @@ def test_session_registration_positions_and_text_round_trip(mode: Mode) -> None:
                 and m.interval == "00000001"
                 for m in r.radio.from_gateway
             )  # fmt: skip
+
+    run_async(body())
+
+
+def test_a_radio_switched_off_is_offline_at_once_and_set_up_again_when_back() -> None:
+    async def body() -> None:
+        radio = AirRadio(1001, report_interval_s=0.05)
+        async with rig("pty", [radio]) as r:
+            device = DeviceRef("dmr", "1001")
+            await r.until("heard", lambda: device in r.sink.heard_log)
+            r.radio.deregister(1001)
+            await r.until("offline", lambda: r.sink.offline_log == [device])
+            requests = sum(isinstance(m, LpRequest) for m in r.radio.from_gateway)
+            r.radio.register(1001)
+            await r.until(
+                "its location set up again",
+                lambda: sum(isinstance(m, LpRequest) for m in r.radio.from_gateway) > requests,
+            )
 
     run_async(body())
 
@@ -424,7 +413,7 @@ def test_a_silent_radio_never_gets_a_session() -> None:
         stub = HyteraRadio([AirRadio(1001)], misbehave=Misbehaviour(silent=True))
         async with stub:
             link = link_config(stub.device_path)
-            driver = HyteraDriver(link, Sink(), LinkCounters())
+            driver = HyteraDriver(link, RecordingSink(), LinkCounters())
             conn = await open_connection("dmr", parse_url(link.url), link.serial)
             try:
                 with pytest.raises(LinkError, match="did not accept"):
@@ -492,7 +481,7 @@ def test_keepalive_finds_a_dead_radio_and_the_link_comes_back() -> None:
         stub = HyteraRadio([radio], own_id=7)
         async with stub:
             link = link_config(stub.device_path, keepalive_s=0.3, location_interval_s=0.0)
-            driver = HyteraDriver(link, Sink(), LinkCounters())
+            driver = HyteraDriver(link, RecordingSink(), LinkCounters())
             for session in (1, 2):
                 stub.misbehave.silent = False
                 conn = await open_connection("dmr", parse_url(link.url), link.serial)

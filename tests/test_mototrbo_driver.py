@@ -15,21 +15,18 @@ import pytest
 from firmware_stubs.mototrbo_radio import ControlStation, SubscriberRadio
 from gateway.channel import NORMAL, ROUTINE, URGENT
 from gateway.config import LinkConfig
+from gateway.devkit.sinks import RecordingSink
 from gateway.drivers.mototrbo.driver import MototrboDriver, sanitize_text, split_text
 from gateway.drivers.mototrbo.spec import SPEC
 from gateway.links import LinkSupervisor
 from gateway.model import (
-    Alarm,
     AlarmKind,
     Delivery,
     DeviceRef,
     LinkCounters,
     LinkState,
     LinkStatus,
-    Position,
-    TextFromUnit,
     TextOrder,
-    UnitAnswer,
 )
 from gateway.options import read_options
 from gateway.sessions import SessionRegistry
@@ -38,30 +35,6 @@ from tests.support import run_async
 
 HOST = "127.0.0.1"
 ROUTE = [(31.2304, 121.4737), (-33.8688, 151.2093), (40.7128, -74.0060), (-34.6037, -58.3816)]
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.heard_log: list[DeviceRef] = []
-        self.positions: list[Position] = []
-        self.texts: list[TextFromUnit] = []
-        self.answers: list[UnitAnswer] = []
-        self.alarms: list[Alarm] = []
-
-    def heard(self, device: DeviceRef) -> None:
-        self.heard_log.append(device)
-
-    def position(self, position: Position) -> None:
-        self.positions.append(position)
-
-    def text(self, text: TextFromUnit) -> None:
-        self.texts.append(text)
-
-    def answer(self, answer: UnitAnswer) -> None:
-        self.answers.append(answer)
-
-    def alarm(self, alarm: Alarm) -> None:
-        self.alarms.append(alarm)
 
 
 async def until(predicate: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:

@@ -24,18 +24,15 @@ import pytest
 from firmware_stubs.nmea_gps import NmeaGps
 from gateway.config import LinkConfig, UnitConfig
 from gateway.devkit.broker import free_port
+from gateway.devkit.sinks import CountingSink, RecordingSink
 from gateway.drivers.base import Driver
 from gateway.drivers.nmea.driver import NmeaDriver
 from gateway.links import LinkSupervisor
 from gateway.model import (
-    Alarm,
     DeviceRef,
     LinkCounters,
     LinkState,
     LinkStatus,
-    Position,
-    TextFromUnit,
-    UnitAnswer,
 )
 from gateway.sessions import Session, SessionRegistry, allowed_addresses
 from gateway.transport import Connection
@@ -59,28 +56,11 @@ def _enough_file_descriptors() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (FDS_NEEDED, hard))
 
 
-class NullSink:
-    def heard(self, device: DeviceRef) -> None:
-        pass
-
-    def position(self, position: Position) -> None:
-        pass
-
-    def text(self, text: TextFromUnit) -> None:
-        pass
-
-    def answer(self, answer: UnitAnswer) -> None:
-        pass
-
-    def alarm(self, alarm: Alarm) -> None:
-        pass
-
-
 class LineDriver(Driver):
     """``HELLO <address>`` binds; any other line is recorded and echoed."""
 
     def __init__(self, link: LinkConfig) -> None:
-        super().__init__(link, NullSink(), LinkCounters())
+        super().__init__(link, CountingSink(), LinkCounters())
         self.lines: list[bytes] = []
 
     async def run(self, conn: Connection) -> None:
@@ -522,14 +502,6 @@ def test_supervisor_defaults_from_the_link_options() -> None:
     run_async(scenario())
 
 
-class PositionSink(NullSink):
-    def __init__(self) -> None:
-        self.positions: list[Position] = []
-
-    def position(self, position: Position) -> None:
-        self.positions.append(position)
-
-
 def test_a_gps_receiver_that_redials_replaces_its_old_connection() -> None:
     """NMEA: the link is the device, so the receiver binds it with its first good sentence."""
 
@@ -542,7 +514,7 @@ def test_a_gps_receiver_that_redials_replaces_its_old_connection() -> None:
             unit="car-1",
             options=MappingProxyType({"max_line_bytes": 82, "require_checksum": True}),
         )
-        sink = PositionSink()
+        sink = RecordingSink()
         driver = NmeaDriver(cfg, sink, LinkCounters())
         supervisor = LinkSupervisor(cfg, driver, driver.counters, lambda _s: None)
         sessions = registry(supervisor)

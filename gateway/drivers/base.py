@@ -38,6 +38,10 @@ class EventSink(Protocol):
     def heard(self, device: DeviceRef) -> None:
         """The device just said something (marks it online)."""
 
+    def offline(self, device: DeviceRef) -> None:
+        """The device said it is leaving (a radio switched off deregisters): its unit is
+        offline at once, unless another of its devices is still heard."""
+
     def position(self, position: Position) -> None: ...
 
     def text(self, text: TextFromUnit) -> None:

@@ -39,7 +39,8 @@ Decisions:
   :data:`RENEW_S`, and sets up its location reports: periodic every ``location_interval_s``
   (LP ``C001``) or, with ``location_distance_m``, on distance or time, whichever first (LP
   ``D001`` trigger 4). A radio first heard some other way gets the same set-up once per session.
-  De-registration is logged: the gateway marks a unit offline after ``offline_after_s``.
+  De-registration (a radio switched off) takes it offline at once (``sink.offline``), and
+  its location set-up is forgotten.
 * **Location**: every LP report or answer with status ``A`` becomes a position (speed from
   knots, course from the heading); a void fix (``V``, NUL fields) is no position, and counted.
   ``poll_location`` sends an immediate request (``A001``).
@@ -648,6 +649,9 @@ class HyteraDriver(Driver):
             self._heard(radio)
         elif message.opcode == RrsOpcode.DEREGISTRATION:
             log.info("%s: radio %s de-registered", self.link.name, radio)
+            self._set_up.pop(radio, None)
+            if 1 <= radio <= 0xFFFFFF and radio != self.own_id:
+                self.sink.offline(DeviceRef(self.link.name, str(radio)))
         elif message.opcode == RrsOpcode.ONLINE_CHECK_ANSWER and message.online:
             self._heard(radio)
 
