@@ -16,6 +16,13 @@ Prints one JSON object per line:
 * ``saturated``: every terminal sends ``--burst`` reports back to back: positions/s delivered
   and the ratio to the ceiling (target at least 0.4); the daemon's CPU time per position.
 
+The load generator and the subscriber run with their garbage collector off during the timed
+runs: their own full collections (~100 ms over 5,000 terminals) would count as latency. The
+daemon's are part of what is measured: with 5,000 sessions a full (gen2) collection takes
+~125 ms and lands in the steady run's worst second (``worst_seconds_p99_ms``); seen by putting a
+``sitecustomize.py`` with a ``gc.callbacks`` timer on ``PYTHONPATH`` and keeping the daemon's
+log with ``TRACKERS_DAEMON_LOG=<path>``.
+
 Run from the repository: ``.venv/bin/python bench/trackers.py [--terminals 5000] [--quick]``.
 Needs mosquitto. The terminals run in a child process (one asyncio loop), the subscriber in
 another; on a shared 2-core machine they compete with the daemon and mosquitto for the cores,
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -72,6 +80,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def subscriber(port: int, ready: Any, results: Queue[Any], quiet_s: float, limit_s: float) -> None:
+    gc.disable()  # a collection here (~100 ms with the received list) is not the daemon's latency
     received: list[tuple[float, bytes]] = []
     client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
 
@@ -172,6 +181,11 @@ async def _fleet(port: int, n: int, commands: Queue[Any], replies: Queue[Any]) -
             for start in range(0, n, 200):  # in waves: the listen backlog is 1024
                 await asyncio.gather(*(t.start() for t in terminals[start : start + 200]))
             replies.put(sum(t.authenticated for t in terminals))
+            # The load generator's own collections (gen2 over 5,000 terminals: ~100 ms, seen
+            # with gc.callbacks) would show as latency between our timestamp and the write.
+            gc.collect()
+            gc.freeze()
+            gc.disable()
         elif command == "idle":
             for _ in range(arg):
                 _reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -354,6 +368,25 @@ def worst_seconds(samples: list[tuple[float, float]], count: int = 5) -> list[li
     return [[second, round(p, 1)] for p, second in sorted(p99s, reverse=True)[:count]]
 
 
+def run_idle(fleet: Fleet, daemon: subprocess.Popen[bytes], idle: int) -> None:
+    """RSS growth per authenticated silent terminal, then per raw idle connection."""
+    base = settle(daemon.pid)
+    authenticated = fleet.do("connect")
+    connected = settle(daemon.pid)
+    opened = fleet.do("idle", idle)
+    with_idle = settle(daemon.pid)
+    fleet.do("close_idle")
+    settle(daemon.pid, 5.0)  # the 10,000 closes are handled before the timed runs
+    print(json.dumps({"idle": {
+        "terminals": authenticated,
+        "bytes_per_idle_terminal": round((connected - base) / max(authenticated, 1)),
+        "raw_idle_connections": opened,
+        "bytes_per_raw_idle_connection": round((with_idle - connected) / max(opened, 1)),
+        "target_bytes": TARGET_BYTES_PER_IDLE,
+        "daemon_rss_mb": round(with_idle / 2**20, 1),
+    }}), flush=True)  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--terminals", type=int, default=5000)
@@ -368,6 +401,7 @@ def main() -> int:
     raise_fd_limit()
     n = args.terminals
     with tempfile.TemporaryDirectory() as tmp_name, Mosquitto(Path(tmp_name) / "broker") as broker:
+        keep_log = os.environ.get("TRACKERS_DAEMON_LOG")
         tmp = Path(tmp_name)
         ceiling = measure_ceiling(broker, n * args.burst, n)
         print(json.dumps({"ceiling": {"positions_per_s": round(ceiling)}}), flush=True)
@@ -375,22 +409,7 @@ def main() -> int:
         daemon = start_daemon(tmp, broker, port, n, args.idle)
         fleet = Fleet(port, n)
         try:
-            base = settle(daemon.pid)
-            authenticated = fleet.do("connect")
-            connected = settle(daemon.pid)
-            opened = fleet.do("idle", args.idle)
-            with_idle = settle(daemon.pid)
-            fleet.do("close_idle")
-            settle(daemon.pid, 5.0)  # the 10,000 closes are handled before the timed runs
-            print(json.dumps({"idle": {
-                "terminals": authenticated,
-                "bytes_per_idle_terminal": round((connected - base) / max(authenticated, 1)),
-                "raw_idle_connections": opened,
-                "bytes_per_raw_idle_connection": round((with_idle - connected) / max(opened, 1)),
-                "target_bytes": TARGET_BYTES_PER_IDLE,
-                "daemon_rss_mb": round(with_idle / 2**20, 1),
-            }}), flush=True)  # fmt: skip
-
+            run_idle(fleet, daemon, args.idle)
             sub = Subscriber(broker.port, quiet_s=args.interval + 2)
             sent = fleet.do("steady", (args.interval, args.rounds))
             got = sub.collect()
@@ -426,6 +445,8 @@ def main() -> int:
                 fleet.stop()
             finally:
                 stop_daemon(daemon)
+                if keep_log:
+                    Path(keep_log).write_bytes((tmp / "daemon.log").read_bytes())
     return 0
 
 

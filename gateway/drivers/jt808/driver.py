@@ -168,9 +168,11 @@ class _Terminal:
         self._serial = 0
         self.seen: OrderedDict[tuple[int, int, int], None] | None = None
         self.pending: dict[int, asyncio.Future[m.GeneralResponse]] = {}
-        self.questions: OrderedDict[int, str] = OrderedDict()
+        # created on first use: thousands of idle terminals, each a few objects fewer for
+        # the memory and for the garbage collector's full passes
+        self.questions: OrderedDict[int, str] | None = None
         self.last_alarm: int | None = None
-        self.alarm_serials: dict[AlarmKind, int] = {}
+        self.alarm_serials: dict[AlarmKind, int] | None = None
         self.last_fix: datetime | None = None
         self.parts: Reassembler | None = None
 
@@ -469,6 +471,8 @@ class Jt808Driver(Driver):
             if changed & bits:
                 raised = bool(alarm & bits)
                 if raised:
+                    if terminal.alarm_serials is None:
+                        terminal.alarm_serials = {}
                     terminal.alarm_serials[kind] = serial
                 detail = ",".join(
                     name for n, name in m.ALARM_BITS.items() if alarm & bits & (1 << n)
@@ -502,7 +506,7 @@ class Jt808Driver(Driver):
     def _on_answer(
         self, terminal: _Terminal, device: DeviceRef, answer: m.QuestionAnswer, serial: int
     ) -> None:
-        key = terminal.questions.get(answer.reply_serial)
+        key = terminal.questions.get(answer.reply_serial) if terminal.questions else None
         if key is None:
             log.info(
                 "%s: terminal %s answered question %d, which it was not asked on this connection",
@@ -550,7 +554,8 @@ class Jt808Driver(Driver):
         bits = ALARM_KIND_BITS.get(kind)
         if terminal is None or bits is None:
             return False
-        body = m.encode_alarm_confirmation(terminal.alarm_serials.get(kind, 0), bits)
+        serials = terminal.alarm_serials or {}
+        body = m.encode_alarm_confirmation(serials.get(kind, 0), bits)
         try:
             await self._write(terminal, [terminal.frame(m.ALARM_CONFIRM, body)])
         except LinkError:
@@ -644,9 +649,12 @@ class Jt808Driver(Driver):
             log.warning("%s: the question cannot be sent: %s", self.link.name, exc)
             return
         serial = terminal.next_serial()
-        terminal.questions[serial] = order.key
-        while len(terminal.questions) > MAX_QUESTIONS:
-            terminal.questions.popitem(last=False)
+        questions = terminal.questions
+        if questions is None:
+            questions = terminal.questions = OrderedDict()
+        questions[serial] = order.key
+        while len(questions) > MAX_QUESTIONS:
+            questions.popitem(last=False)
         with contextlib.suppress(LinkError):
             await self._write(terminal, [terminal.frame(m.QUESTION, body, serial)])
 
