@@ -70,9 +70,13 @@ class Sink:
         self.positions: list[Position] = []
         self.alarms: list[Alarm] = []
         self.answers: list[UnitAnswer] = []
+        self.gone: list[DeviceRef] = []
 
     def heard(self, device: DeviceRef) -> None:
         self.heard_count += 1
+
+    def offline(self, device: DeviceRef) -> None:
+        self.gone.append(device)
 
     def position(self, position: Position) -> None:
         now = datetime.now(UTC)
@@ -298,6 +302,7 @@ def test_poll_location_and_logout() -> None:
             assert terminal.record.queries == 1
             await terminal.request(m.LOGOUT, b"")
             assert not link.driver.can_reach(ADDRESS)
+            assert link.records.gone == [DeviceRef("trk", ADDRESS)]
 
     run_async(scenario())
 

@@ -13,6 +13,8 @@ Decisions:
   the terminal may register again). A terminal that has not authenticated after
   ``auth_timeout_s`` is disconnected; until then its other messages get result 1 and nothing
   is published.
+* **Logout** (0x0003): acked, the session unbinds and the unit is offline at once
+  (``sink.offline``), unless another of its devices is heard.
 * **Every uplink acked, duplicates too, published once.** Every terminal message that is not
   itself a reply gets its 0x8001 (a 0x0100 its 0x8100), in the edition of the frame it
   answers. A copy with the same message id, serial and body as one of the last
@@ -432,6 +434,7 @@ class Jt808Driver(Driver):
             elif msg_id == m.LOGOUT:
                 log.info("%s: terminal %s logged out", self.link.name, terminal.address)
                 terminal.authenticated = False
+                self.sink.offline(device)
                 if self.sessions is not None:
                     self.sessions.unbind(terminal.session)
             elif msg_id not in _ACK_ONLY:
