@@ -9,7 +9,6 @@ The driver is :class:`gateway.drivers.jt808.driver.Jt808Driver`; the operators' 
 from __future__ import annotations
 
 from gateway.drivers.spec import (
-    SERVER_TRANSPORTS,
     Capabilities,
     ProtocolSpec,
     dial_in_options,
@@ -87,7 +86,7 @@ SPEC = ProtocolSpec(
     address=phone_number,
     address_example="013800138000",
     offline_after_s=600.0,
-    transports=SERVER_TRANSPORTS,
+    transports=frozenset({"listen"}),  # TCP only: no terminal has been tried over UDP
     capabilities=Capabilities(
         text=True,
         max_text_chars=500,
