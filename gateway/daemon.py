@@ -125,6 +125,8 @@ class Gateway:
             config.gateway.data_dir / "journal.sqlite",
             outbox_max_rows=config.mqtt.outbox_max_rows,
         )
+        for supervisor in self.supervisors:
+            supervisor.driver.journal = self.journal
         self.metrics = GatewayMetrics(self)
         self.changed = asyncio.Event()
         """Set on a task stage, an alarm, a link's state or a unit's availability (the status

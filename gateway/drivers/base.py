@@ -6,7 +6,7 @@ import abc
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from gateway.config import LinkConfig
 from gateway.drivers.registry import PROTOCOLS
@@ -24,6 +24,9 @@ from gateway.model import (
 )
 from gateway.sessions import Session, SessionRegistry
 from gateway.transport import Connection, Server
+
+if TYPE_CHECKING:
+    from gateway.journal import Journal
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +155,11 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def run(self, conn: Connection) -> None:
         """Serve ``conn``; return or raise :class:`~gateway.errors.LinkError` when it ends."""
+
+    journal: Journal | None = None
+    """The gateway's journal, set before the link runs (``None`` where a driver runs alone, in
+    tests and benchmarks): for what a protocol must keep across restarts, in tables of its own
+    on ``journal.db.conn`` (JT/T 808 authentication codes)."""
 
     sessions: SessionRegistry | None = None
     """The dial-in sessions of a server link (``listen://``, ``udp-listen://``), set by its

@@ -47,7 +47,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -241,18 +240,11 @@ class Jt808Driver(Driver):
 
     @property
     def auth_codes(self) -> AuthCodes:
-        """The link's codes, in the journal when the sink has one.
-
-        TODO(lead): the daemon constructs drivers before it opens the journal, so the journal
-        is looked up on the sink at first use (``sink.journal``, the daemon's attribute).
-        Explicit wiring would be better: see the report of issue 10 (JT/T 808 half)."""
+        """The link's codes, in the gateway's journal (in memory where the driver runs
+        without one)."""
         if self._auth is None:
-            journal = getattr(self.sink, "journal", None)
-            db = getattr(journal, "db", None)
-            conn = getattr(db, "conn", None)
-            self._auth = AuthCodes(
-                self.link.name, conn if isinstance(conn, sqlite3.Connection) else None
-            )
+            journal = self.journal
+            self._auth = AuthCodes(self.link.name, None if journal is None else journal.db.conn)
             if not self._auth.persistent:
                 log.warning(
                     "%s: no journal: JT/T 808 auth codes are kept in memory only (terminals"
