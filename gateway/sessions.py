@@ -27,7 +27,8 @@ Counters, for ``health`` (:meth:`SessionRegistry.snapshot`): sessions open now, 
 now, opened in total, closed by reason, and refused by reason. Reasons a session closes:
 ``peer`` (the peer hung up or the connection broke), ``ended`` (the driver returned),
 ``error`` (the driver failed), ``idle``, ``replaced``, ``not_allowed``, ``shutdown`` (the
-link's server stopped). ``refused`` counts what the gateway turned away: ``cap`` (a TCP
+link's server stopped), and those a driver gives (GT06's ``login_timeout``: a tracker that
+never said who it is; JT/T 808's ``stalled``: a terminal that stopped reading). ``refused`` counts what the gateway turned away: ``cap`` (a TCP
 connection, or a UDP datagram from a peer without a session, over the cap), ``not_allowed``
 and ``idle``; the last two are also in ``closed``, as they ended a session that was open.
 
