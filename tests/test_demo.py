@@ -53,6 +53,12 @@ def test_demo_runs_and_exits_0(broker: str) -> None:
         "zhao-lei    acknowledged",
         "chen-jie    delivered",
         "chen-jie    acknowledged",
+        # The JT/T 808 PoC walkie-talkie speaks its task and she accepts it on the question.
+        "link poc        up",
+        "unit liu-yang   online via poc",
+        "her walkie-talkie speaks",
+        "liu-yang    delivered",
+        "liu-yang    acknowledged",
     ):
         assert line in out, line
     assert "via trk (gt06)" in out

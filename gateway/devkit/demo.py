@@ -5,11 +5,13 @@ embedded one from the ``demo`` extra); two GPS receivers (a BeiDou module on a p
 u-blox on TCP) in two patrol cars; four APRS walkie-talkies on a simulated 1200 baud
 channel behind a KISS TCP port; a Hytera DMR radio on the gateway's serial cable (a pty)
 through which 赵磊's radio is heard; a MOTOTRBO control station on loopback UDP with 陈杰's
-radio behind it; a third patrol car's GT06 tracker dialling in over TCP; and the gateway
+radio behind it; a third patrol car's GT06 tracker and 刘洋's PoC walkie-talkie dialling in
+over TCP; and the gateway
 with a config written for them. A scripted dispatcher then sends tasks of each priority:
 张伟 accepts and walks to the scene, 李娜 declines, 王强's first radio never answers (his
 second one gets the task, nobody replies, and the acknowledge deadline is escalated);
-赵磊 and 陈杰 get theirs as DMR text messages, acked by their radios and answered. Later
+赵磊 and 陈杰 get theirs as DMR text messages, acked by their radios and answered; 刘洋's
+PoC walkie-talkie (a JT/T 808 terminal) speaks hers and she accepts it on its screen. Later
 李娜 presses her radio's emergency button: the gateway raises an ``emergency`` alarm from its Mic-E
 beacon, the scripted centre calls her back and clears it with the ``clear_alarm``
 request, and she resets her radio. The demo prints what the gateway publishes as it
@@ -37,6 +39,7 @@ import aiomqtt
 from firmware_stubs.aprs_radio import AprsRadio
 from firmware_stubs.gt06_tracker import Gt06Tracker
 from firmware_stubs.hytera_radio import AirRadio, HyteraRadio
+from firmware_stubs.jt808_terminal import Jt808Terminal
 from firmware_stubs.mototrbo_radio import ControlStation, SubscriberRadio, route_around
 from firmware_stubs.nmea_gps import GpsPty, NmeaGps, serve_pty, serve_tcp
 from firmware_stubs.radio_net import RadioNet
@@ -62,6 +65,10 @@ ROUTE_CHEN = tuple(route_around(31.2400, 121.4900, radius_m=150, points=6))
 # A patrol car's GT06 tracker on People's Square's ring road.
 ROUTE_CAR3 = ((31.2290, 121.4700), (31.2300, 121.4730), (31.2320, 121.4740), (31.2330, 121.4710))
 GT06_IMEI = "868120145233604"
+POC_PHONE = "013912345678"
+"""刘洋's PoC walkie-talkie (a JT/T 808 terminal on the public network)."""
+# 刘洋 walks along Fuzhou Road.
+ROUTE_LIU = ((31.2345, 121.4790), (31.2348, 121.4805), (31.2351, 121.4820), (31.2348, 121.4805))
 MOTOTRBO_CAI = 127
 """With CAI 127 each MOTOTRBO radio of the demo lives at its own loopback address."""
 EMERGENCY_AT_S = 6.0
@@ -140,6 +147,14 @@ def demo_config(
                 "url": f"listen://127.0.0.1:{ports.gt06}",
                 **fast,
             },
+            {
+                "name": "poc",
+                "protocol": "jt808",
+                "url": f"listen://127.0.0.1:{ports.jt808}",
+                "ask_to_accept": True,
+                "retry_intervals_s": [3.0, 3.0],
+                **fast,
+            },
         ],
         "units": [
             {"id": "car-1", "name": "巡逻车一"},
@@ -150,6 +165,7 @@ def demo_config(
             {"id": "zhao-lei", "name": "赵磊", "devices": ["dmr:2001"]},
             {"id": "chen-jie", "name": "陈杰", "devices": ["trbo:1001"]},
             {"id": "car-3", "name": "巡逻车三", "devices": [f"trk:{GT06_IMEI}"]},
+            {"id": "liu-yang", "name": "刘洋", "devices": [f"poc:{POC_PHONE}"]},
         ],
     }
 
@@ -184,6 +200,8 @@ def scripted_tasks() -> list[tuple[float, dict[str, Any]]]:
                "text": "南京东路步行街有人晕倒，请速到"}),
         (5.5, {"task_id": "demo-5", "units": ["chen-jie"], "priority": "normal",
                "text": "外滩观景台游客走失，请协助寻找"}),
+        (6.0, {"task_id": "demo-6", "units": ["liu-yang"], "priority": "urgent", "voice": True,
+               "text": "福州路口两车剐蹭，请速到现场疏导交通"}),
     ]  # fmt: skip
 
 
@@ -197,6 +215,8 @@ class DemoPorts:
     """ARS, TMS and LRRP ports (the gateway on 127.0.0.1, each radio on its own address)."""
     gt06: int
     """The trackers' TCP port."""
+    jt808: int
+    """The PoC terminals' TCP port."""
     http: int
     """The status page's port."""
 
@@ -230,6 +250,34 @@ def free_udp_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     finally:
         for sock in socks:
             sock.close()
+
+
+async def _poc_terminal(port: int, stop: asyncio.Event, printer: Printer) -> None:
+    """刘洋's PoC walkie-talkie: dials in (again, whenever the connection ends), registers,
+    authenticates, reports every 4 s; it speaks the task it gets (TTS) and she accepts it on
+    the question that follows."""
+    spoken = 0
+    step = 0
+    while not stop.is_set():
+        terminal = Jt808Terminal(("127.0.0.1", port), phone=POC_PHONE, answer=1, answer_delay_s=3)
+        try:
+            await terminal.start()
+            while not stop.is_set() and not terminal.closed.is_set():
+                if step % 8 == 0:  # a report every 4 s
+                    await terminal.report(*ROUTE_LIU[step // 8 % len(ROUTE_LIU)])
+                step += 1
+                for text in terminal.record.texts[spoken:]:
+                    how = "speaks" if text.tts else "shows"
+                    printer.line("unit liu-yang", f"her walkie-talkie {how} {text.text!r}")
+                spoken = len(terminal.record.texts)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+        except (OSError, TimeoutError, ConnectionError):
+            pass  # the gateway is not listening yet, or went away
+        finally:
+            await terminal.stop()
+        if not stop.is_set():
+            await asyncio.sleep(1.0)
 
 
 async def _tracker(port: int, stop: asyncio.Event) -> None:
@@ -397,6 +445,19 @@ def _sla_table(config: Config) -> str:
     return sla.render_table(report)
 
 
+def _gps_receivers(tg: asyncio.TaskGroup, pty: GpsPty, tcp_port: int, stop: asyncio.Event) -> None:
+    """The BeiDou receiver on a pty (car-1) and the u-blox on TCP (car-2)."""
+    tg.create_task(serve_pty(NmeaGps(profile="bd", rate_hz=1, speed_kmh=25), pty=pty, stop=stop))
+    tg.create_task(
+        serve_tcp(
+            NmeaGps(profile="ublox", rate_hz=1, speed_kmh=40, route=ROUTE_WEST),
+            "127.0.0.1",
+            tcp_port,
+            stop=stop,
+        )
+    )
+
+
 async def run_demo(duration_s: float = 30.0, broker: str = "auto") -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -421,6 +482,7 @@ async def run_demo(duration_s: float = 30.0, broker: str = "auto") -> int:
                 (station.ports["ars"], station.ports["tms"], station.ports["lrrp"]),
                 free_port(),
                 free_port(),
+                free_port(),
             )
             background = [
                 tg.create_task(_watch(broker_.host, broker_.port, printer)),
@@ -443,22 +505,13 @@ async def run_demo(duration_s: float = 30.0, broker: str = "auto") -> int:
                 env={},
             )
             gateway = Gateway(config, notifier=Notifier({}))
-            tg.create_task(
-                serve_pty(NmeaGps(profile="bd", rate_hz=1, speed_kmh=25), pty=pty, stop=stubs_stop)
-            )
-            tg.create_task(
-                serve_tcp(
-                    NmeaGps(profile="ublox", rate_hz=1, speed_kmh=40, route=ROUTE_WEST),
-                    "127.0.0.1",
-                    tcp_port,
-                    stop=stubs_stop,
-                )
-            )
+            _gps_receivers(tg, pty, tcp_port, stubs_stop)
             printer.line("demo", f"status page and metrics: http://127.0.0.1:{ports.http}/")
             await asyncio.sleep(0.3)  # the viewer subscribes before the gateway speaks
             gateway_task = tg.create_task(gateway.run())
             background.append(tg.create_task(_dispatcher(broker_.host, broker_.port, printer)))
             tg.create_task(_tracker(ports.gt06, stubs_stop))
+            tg.create_task(_poc_terminal(ports.jt808, stubs_stop, printer))
             li_na = next(r for r in radios if r.callsign == "BH4LN-7")
             background.append(tg.create_task(_emergency(li_na, "李娜", printer)))
             with contextlib.suppress(TimeoutError):
