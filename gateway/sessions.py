@@ -28,9 +28,10 @@ now, opened in total, closed by reason, and refused by reason. Reasons a session
 ``peer`` (the peer hung up or the connection broke), ``ended`` (the driver returned),
 ``error`` (the driver failed), ``idle``, ``replaced``, ``not_allowed``, ``shutdown`` (the
 link's server stopped), and those a driver gives (GT06's ``login_timeout``: a tracker that
-never said who it is; JT/T 808's ``stalled``: a terminal that stopped reading). ``refused`` counts what the gateway turned away: ``cap`` (a TCP
-connection, or a UDP datagram from a peer without a session, over the cap), ``not_allowed``
-and ``idle``; the last two are also in ``closed``, as they ended a session that was open.
+never said who it is; JT/T 808's ``stalled``: a terminal that stopped reading). ``refused``
+counts what the gateway turned away: ``cap`` (a TCP connection, or a UDP datagram from a peer
+without a session, over the cap), ``not_allowed`` and ``idle``; the last two are also in
+``closed``, as they ended a session that was open.
 
 Presence hooks: :attr:`SessionRegistry.on_bind` is called with the session each time a
 device binds (a replacement included: the device is still there); :attr:`SessionRegistry.on_unbind`
