@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -49,7 +50,17 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> None:
 class Mosquitto:
     """A private mosquitto on a loopback port; restartable, with its state kept across restarts."""
 
-    def __init__(self, workdir: Path | None = None, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        port: int | None = None,
+        extra_lines: Sequence[str] = (),
+        stay_root: bool = True,
+    ) -> None:
+        """``extra_lines`` are appended to the configuration (a bridge, an ACL, limits: a
+        later line overrides an earlier global one). ``stay_root=False`` lets a broker
+        started as root drop to the ``mosquitto`` user, as a packaged broker does."""
         binary = shutil.which("mosquitto") or (
             "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
         )
@@ -80,13 +91,18 @@ class Mosquitto:
             "log_type information",
             "set_tcp_nodelay true",
         ]
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and stay_root:
             lines.append("user root")  # else it drops to 'mosquitto' and cannot write our dir
+        lines.extend(extra_lines)
         self.conf.write_text("\n".join(lines) + "\n")
 
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mosquitto.log"
 
     def start(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
