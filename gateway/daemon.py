@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway import __version__, jsonin, payloads, plausible
+from gateway import __version__, gcpolicy, jsonin, payloads, plausible
 from gateway.alarms import AlarmBook, AlarmNotRaised
 from gateway.channel import NORMAL
 from gateway.clock import clock_sync
@@ -842,6 +842,7 @@ class Gateway:
                     )
                 self._tasks["presence"] = tg.create_task(self._presence_loop(), name="presence")
                 self._tasks["health"] = tg.create_task(self._health_loop(), name="health")
+                self._tasks["gc"] = tg.create_task(gcpolicy.run(), name="gc")
                 if self.config.http.enabled:
                     from gateway.web import StatusServer  # noqa: PLC0415 - aiohttp only when used
 
