@@ -141,6 +141,18 @@ class StubLoop:
         self.loop.call_soon_threadsafe(run)
         return future.result(10)
 
+    def run(self, coro: Coroutine[Any, Any, None]) -> Future[None]:
+        """Start ``coro`` on the loop; its future (it is also cancelled by :meth:`stop`)."""
+        task: Future[asyncio.Task[None]] = Future()
+
+        async def start() -> None:
+            created = asyncio.get_running_loop().create_task(coro)
+            self._tasks.append(created)
+            task.set_result(created)
+
+        self.call(start())
+        return asyncio.run_coroutine_threadsafe(_await(task.result(10)), self.loop)
+
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         async def start() -> None:
             self._tasks.append(asyncio.get_running_loop().create_task(coro))
@@ -455,6 +467,7 @@ class Site:
     gps_port: int = 0
     units: dict[str, str] = field(default_factory=dict)
     radios: dict[str, AprsRadio] = field(default_factory=dict)
+    gps: tuple[asyncio.Event, Future[None]] | None = None
 
     @property
     def topic(self) -> str:
@@ -605,14 +618,32 @@ reconnect_max_s = 0.5
                 port = self.stubs.call_soon(partial(site.net.attach, radio.callsign))
                 self.stubs.spawn(radio.run(port))
             if self.options.gps_rate_hz is not None:
-                gps_ready: Future[str] = Future()
-                gps = NmeaGps(profile="minimal", rate_hz=self.options.gps_rate_hz)
-                self.stubs.spawn(serve_tcp(gps, "127.0.0.1", 0, on_ready=gps_ready.set_result))
-                site.gps_port = int(gps_ready.result(10).rsplit(":", 1)[1])
+                self._serve_gps(site, self.options.gps_rate_hz)
             site.edge.start()
             (site.workdir / "data").mkdir(parents=True, exist_ok=True)
             site.gateway.config.write_text(self._config(site), encoding="utf-8")
             site.gateway.start()
+
+    def _serve_gps(self, site: Site, rate_hz: float) -> None:
+        assert self.stubs is not None
+        ready: Future[str] = Future()
+        stop = asyncio.Event()  # bound to the stub loop on first use, there
+        gps = NmeaGps(profile="minimal", rate_hz=rate_hz)
+        site.gps = (stop, self.stubs.run(
+            serve_tcp(gps, "127.0.0.1", site.gps_port, stop=stop, on_ready=ready.set_result)
+        ))  # fmt: skip
+        site.gps_port = int(ready.result(10).rsplit(":", 1)[1])
+
+    def set_gps_rate(self, rate_hz: float) -> None:
+        """Every site's GPS receiver now sends ``rate_hz`` fixes a second (on the same port:
+        the gateways reconnect)."""
+        assert self.stubs is not None
+        for site in self.sites:
+            if site.gps is not None:
+                stop, running = site.gps
+                self.stubs.loop.call_soon_threadsafe(stop.set)
+                running.result(10)
+                self._serve_gps(site, rate_hz)
 
     def start_dispatch_servers(self, count: int) -> list[DispatchServer]:
         for n in range(count):
@@ -657,6 +688,10 @@ reconnect_max_s = 0.5
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def _await(task: asyncio.Task[None]) -> None:
+    await asyncio.shield(task)
 
 
 def _port_ready(future: Future[int], _host: str, port: int) -> None:
