@@ -14,14 +14,18 @@ are on delivery, order and counts, never on time (latency is the bench's: bench/
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
-from gateway.devkit.broker import BrokerUnavailable
+from gateway.devkit.broker import BrokerUnavailable, Mosquitto
 from gateway.devkit.city import (
     OVERLAP_UNIT,
     City,
@@ -30,15 +34,19 @@ from gateway.devkit.city import (
     Heard,
     Site,
     Subscriber,
+    bridge_lines,
 )
 from gateway.model import rfc3339, utc_now
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, ROOT
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(300)]
 
 OUTAGE_S = 60.0
 """The issue's figure: a site's line to the centre down this long, nothing lost."""
 WAIT_S = 30.0
+
+SITE_SECRET = "secret-1"  # noqa: S105 - a private broker for one test
+CENTRE_SECRET = "secret-d"  # noqa: S105
 
 Key = tuple[str, str, str]
 """(task_id, unit, stage): what consumers deduplicate on."""
@@ -290,3 +298,82 @@ def scenario(
     centre.publish(f"{site2.topic}/tasks/dispatch", task("r-after", "s2-u1"))
     wait_until(lambda: served([server_b], {"r-after"}, "acknowledged") == {"r-after"}, WAIT_S,
                "server b to get a task's events after the restart")  # fmt: skip
+
+
+def connack(port: int) -> ReasonCode:
+    """What the broker answers an anonymous client."""
+    answers: list[ReasonCode] = []
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.on_connect = lambda _c, _u, _f, reason, _p: answers.append(reason)
+    client.connect("127.0.0.1", port)
+    deadline = time.monotonic() + 10
+    while not answers and time.monotonic() < deadline:
+        client.loop(0.1)
+    client.disconnect()
+    assert answers, "no CONNACK in 10 s"
+    return answers[0]
+
+
+@pytest.mark.timeout(60)
+def test_a_bridge_writes_only_its_own_gateways_topics(tmp_path: Path) -> None:
+    """The central broker with the packaged ACL: a site's bridge logs in as its gateway and
+    whatever it carries under another gateway's id is dropped there, even when the edge is
+    misconfigured to bridge it; dispatch servers read through their shared subscription."""
+    passwords = tmp_path / "passwd"
+    for user, secret in (("site-1", SITE_SECRET), ("dispatcher", CENTRE_SECRET)):
+        command = ["mosquitto_passwd", "-b", *(["-c"] if user == "site-1" else []),
+                   str(passwords), user, secret]  # fmt: skip
+        try:
+            subprocess.run(command, check=True, capture_output=True, timeout=10)
+        except FileNotFoundError as exc:
+            if IN_CI:
+                pytest.fail(f"{exc}: CI must install mosquitto")
+            pytest.skip(str(exc))
+    acl = ROOT / "packaging" / "mosquitto-acl.conf"
+    central = Mosquitto(
+        tmp_path / "central",
+        extra_lines=["allow_anonymous false", f"password_file {passwords}", f"acl_file {acl}"],
+    )
+    edge = Mosquitto(
+        tmp_path / "edge",
+        extra_lines=[
+            *bridge_lines("site-1", (central.host, central.port), max_queued_messages=1000,
+                          username="site-1", password=SITE_SECRET),
+            "topic fieldlink/site-2/# out 1",  # a mistake (or worse) at the edge
+        ],
+    )  # fmt: skip
+    started: list[Subscriber] = []
+    with central, edge:
+        try:
+            centre = Subscriber(
+                central.port, ["fieldlink/#"], username="dispatcher", password=CENTRE_SECRET
+            )
+            share = Subscriber(
+                central.port,
+                ["$share/centre/fieldlink/+/tasks/+/events"],
+                username="dispatcher",
+                password=CENTRE_SECRET,
+            )
+            at_edge = Subscriber(edge.port, ["fieldlink/site-1/tasks/dispatch"])
+            for sub in (centre, share, at_edge):
+                started.append(sub.start())
+            assert connack(central.port).is_failure, "the central broker refuses anonymous"
+            # The bridge is up once a task from the centre reaches the edge.
+            centre.publish("fieldlink/site-1/tasks/dispatch", b'{"task_id": "t-1"}')
+            at_edge.wait_for(bool, WAIT_S, "a task through the bridge")
+            for topic in ("fieldlink/site-2/state", "fieldlink/site-2/tasks/t-2/events",
+                          "fieldlink/site-1/tasks/t-1/events"):  # fmt: skip
+                at_edge.publish(topic, b'{"forged": false}')
+            centre.wait_for(
+                lambda ms: any(m.topic == "fieldlink/site-1/tasks/t-1/events" for m in ms),
+                WAIT_S,
+                "site 1's own event at the centre",
+            )
+            share.wait_for(bool, WAIT_S, "the event through the shared subscription")
+        finally:
+            for sub in started:
+                sub.stop()
+    # One bridge connection keeps order: what was sent before site 1's own event and has not
+    # arrived with it was dropped by the central broker.
+    assert not [m for m in centre.snapshot() if m.topic.startswith("fieldlink/site-2/")]
+    assert [m.topic for m in share.snapshot()] == ["fieldlink/site-1/tasks/t-1/events"]
