@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pwd
 import statistics
 import subprocess
 import sys
@@ -41,7 +42,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.devkit.city import City, CityOptions, Heard, Site, Subscriber  # noqa: E402
+from gateway.devkit.city import (  # noqa: E402
+    EVENTS_FILTER,
+    City,
+    CityOptions,
+    Heard,
+    Site,
+    Subscriber,
+)
 from gateway.model import rfc3339, utc_now  # noqa: E402
 from protocols import ax25  # noqa: E402
 from protocols.aprs import AprsMessage, decode_frame  # noqa: E402
@@ -203,6 +211,71 @@ def run_city(sites: int, args: argparse.Namespace, workdir: Path) -> dict[str, A
     return result
 
 
+def persistence_round(workdir: Path, writable: bool, tasks_per_site: int) -> dict[str, Any]:
+    """Three bridged sites; the centre's archive (a persistent session) away while its sites'
+    units (as many per site) answer a task each; the central broker, started as root and
+    dropping to the ``mosquitto`` user, restarted; what the archive gets back."""
+    options = CityOptions(
+        radios_per_site=tasks_per_site,
+        overlap=False,
+        beacon_interval_s=None,
+        ack_delay_s=0.0,
+        reply_delay_s=0.2,
+        central_drops_root=True,
+    )
+    workdir.mkdir(parents=True, exist_ok=True)
+    city = City(workdir, 3, options)
+    store = city.central.workdir / "data"
+    if writable:
+        user = pwd.getpwnam("mosquitto")
+        os.chown(store, user.pw_uid, user.pw_gid)
+    produced: set[tuple[str, str, str]] = set()
+    after: set[tuple[str, str, str]] = set()
+    try:
+        city.start()
+        city.wait_online()
+        archive = Subscriber(city.central.port, [EVENTS_FILTER], client_id="archive",
+                             persistent=True).start()  # fmt: skip
+        archive.stop()  # away: the central broker queues its events
+        live = Subscriber(city.central.port, [EVENTS_FILTER]).start()
+        try:
+            for site in city.sites:
+                for n, unit in enumerate(site.units):
+                    live.publish(f"{site.topic}/tasks/dispatch", task(f"p-{n}", unit))
+            ids = {f"p-{n}" for n in range(tasks_per_site)}
+
+            def all_acknowledged(ms: list[Heard]) -> bool:
+                done = {(m.topic.split("/")[1], m.json()["task_id"]) for m in ms
+                        if m.json()["stage"] in ("acknowledged", "failed")}  # fmt: skip
+                return done >= {(s.gateway_id, i) for s in city.sites for i in ids}
+
+            heard = live.wait_for(all_acknowledged, 120, "every task answered or failed")
+            time.sleep(1.0)  # the last events after the acknowledgements
+            heard = live.snapshot()
+            produced = {(m.topic.split("/")[1], m.json()["task_id"], m.json()["stage"])
+                        for m in heard}  # fmt: skip
+        finally:
+            live.stop()
+        city.central.stop()
+        city.central.start()
+        archive = Subscriber(city.central.port, [EVENTS_FILTER], client_id="archive",
+                             persistent=True).start()  # fmt: skip
+        time.sleep(5.0)
+        archive.stop()
+        after = {(m.topic.split("/")[1], m.json()["task_id"], m.json()["stage"])
+                 for m in archive.snapshot()}  # fmt: skip
+    finally:
+        city.stop()
+    log = (city.central.workdir / "mosquitto.log").read_text(errors="replace").splitlines()
+    return {
+        "store_writable": writable,
+        "events_produced_while_away": len(produced),
+        "delivered_after_restart": len(produced & after),
+        "lost": len(produced - after),
+        "broker_log": [line for line in log if "rror" in line or "denied" in line][:5],
+    }
+
+
 def growth(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
     def ratio(a: float, b: float) -> float:
         return round(b / a, 2) if a else float("nan")
@@ -235,7 +308,17 @@ def main() -> int:
     parser.add_argument("--window-s", type=float, default=10.0)
     parser.add_argument("--tasks", type=int, default=40)
     parser.add_argument("--ceiling-count", type=int, default=100_000)
+    parser.add_argument(
+        "--persistence",
+        action="store_true",
+        help="instead: the central store unwritable, then writable, across a restart",
+    )
     args = parser.parse_args()
+    if args.persistence:
+        for writable in (False, True):
+            with tempfile.TemporaryDirectory(prefix="fieldlink-city-") as tmp:
+                print(json.dumps(persistence_round(Path(tmp), writable, 10)), flush=True)
+        return 0
     results = []
     for sites in args.sites:
         with tempfile.TemporaryDirectory(prefix="fieldlink-city-") as tmp:

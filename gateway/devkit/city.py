@@ -488,6 +488,9 @@ class CityOptions:
     gps_rate_hz: float | None = None
     max_queued_messages: int = 20_000
     acknowledge_s: float = 60.0
+    #: Started as root, the central broker drops to the ``mosquitto`` user as a packaged one
+    #: does (its store must then be writable by that user: docs/scale.md).
+    central_drops_root: bool = False
 
 
 OVERLAP_UNIT: Final = "overlap-1"
@@ -509,7 +512,13 @@ class City:
                 f"max_queued_messages {self.options.max_queued_messages}",
                 "autosave_interval 5",
             ],
+            stay_root=not self.options.central_drops_root,
         )
+        if self.options.central_drops_root:
+            # The mosquitto user must reach its files and write its log; its store stays
+            # as it is (root's, unless the caller hands it over).
+            workdir.chmod(0o755)
+            self.central.workdir.chmod(0o777)
         self.stubs: StubLoop | None = None
         self.sites: list[Site] = []
         for index in range(1, sites + 1):
@@ -529,7 +538,7 @@ class City:
                 GatewayChild(site_dir / "config.toml", site_dir / "gateway.log"),
             )  # fmt: skip
             for j in range(self.options.radios_per_site):
-                site.units[f"s{index}-u{j + 1}"] = f"BS{index:02d}U{j + 1}-7"
+                site.units[f"s{index}-u{j + 1}"] = f"B{index:02d}U{j + 1:02d}-7"
             if self.options.overlap and index in (1, 2, 3):
                 site.units[OVERLAP_UNIT] = OVERLAP_CALL
             self.sites.append(site)
@@ -623,6 +632,20 @@ reconnect_max_s = 0.5
             (site.workdir / "data").mkdir(parents=True, exist_ok=True)
             site.gateway.config.write_text(self._config(site), encoding="utf-8")
             site.gateway.start()
+
+    def wait_online(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until every gateway's ``online`` has come through its bridge to the centre (then
+        the bridge also carries tasks down)."""
+        states = Subscriber(self.central.port, [f"{BASE}/+/state"]).start()
+        want = {site.topic + "/state" for site in self.sites}
+        try:
+            states.wait_for(
+                lambda ms: want <= {m.topic for m in ms if m.json().get("state") == "online"},
+                timeout_s,
+                "every gateway online at the centre",
+            )
+        finally:
+            states.stop()
 
     def _serve_gps(self, site: Site, rate_hz: float) -> None:
         assert self.stubs is not None
