@@ -102,6 +102,31 @@ class AlarmConfirmer(Protocol):
         ...
 
 
+class Transmissions:
+    """Counts the frames written for one order; calls ``on_transmitted`` after the first
+    (what :meth:`TextSender.send_text` promises)."""
+
+    __slots__ = ("_on_transmitted", "count")
+
+    def __init__(self, on_transmitted: OnTransmitted) -> None:
+        self._on_transmitted = on_transmitted
+        self.count = 0
+
+    def written(self) -> None:
+        self.count += 1
+        if self.count == 1:
+            self._on_transmitted()
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first leaf of a task group's failure, so a link's supervisor sees a plain
+    :class:`~gateway.errors.LinkError`."""
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
+
+
 def hex_dump(data: bytes, limit: int = HEX_DUMP_BYTES) -> str:
     dump = data[:limit].hex(" ")
     return dump + (f" ... ({len(data)} bytes)" if len(data) > limit else "")

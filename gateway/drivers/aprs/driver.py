@@ -67,7 +67,7 @@ from typing import Final
 
 from gateway.channel import NORMAL, URGENT, Channel, afsk1200_airtime_s
 from gateway.config import LinkConfig, normalise_address
-from gateway.drivers.base import Driver, EventSink, OnTransmitted
+from gateway.drivers.base import Driver, EventSink, OnTransmitted, Transmissions, first_error
 from gateway.errors import LinkError
 from gateway.model import (
     Alarm,
@@ -291,7 +291,7 @@ class AprsDriver(Driver):
                 finally:
                     self._link_down(channel)
         except BaseExceptionGroup as group:
-            raise _first_error(group) from None
+            raise first_error(group) from None
 
     def _link_down(self, channel: Channel) -> None:
         """Before the channel task stops: no new sends, every waiter fails."""
@@ -475,7 +475,7 @@ class AprsDriver(Driver):
             parts = split_message_text(text)
         except AprsError as exc:
             return DeliveryReport(Delivery.FAILED, f"text cannot be sent: {exc}")
-        sent = _Transmissions(on_transmitted)
+        sent = Transmissions(on_transmitted)
         for index, part in enumerate(parts, 1):
             failure = await self._send_part(station, part, order, sent)
             if failure is not None:
@@ -487,7 +487,7 @@ class AprsDriver(Driver):
         return DeliveryReport(Delivery.DELIVERED, transmissions=sent.count)
 
     async def _send_part(
-        self, station: str, text: str, order: TextOrder, sent: _Transmissions
+        self, station: str, text: str, order: TextOrder, sent: Transmissions
     ) -> str | None:
         """Send one message until acked; the failure reason, or None when acked."""
         msgno = self.numbers.next()
@@ -511,7 +511,7 @@ class AprsDriver(Driver):
                 waiter.exception()  # mark a link-down error retrieved: reported, not logged
 
     async def _transmit_until_answered(
-        self, frame: bytes, waiter: asyncio.Future[_Answer], priority: int, sent: _Transmissions
+        self, frame: bytes, waiter: asyncio.Future[_Answer], priority: int, sent: Transmissions
     ) -> str | None:
         """Transmit ``frame``, then again after each retry interval, until ``waiter`` is done."""
         for interval in self.retry_intervals_s:
@@ -541,21 +541,6 @@ class AprsDriver(Driver):
         return f"rejected by {answer.station}" if answer.rejected else None
 
 
-class _Transmissions:
-    """Counts frames written for one order; calls ``on_transmitted`` after the first."""
-
-    __slots__ = ("_on_transmitted", "count")
-
-    def __init__(self, on_transmitted: OnTransmitted) -> None:
-        self._on_transmitted = on_transmitted
-        self.count = 0
-
-    def written(self) -> None:
-        self.count += 1
-        if self.count == 1:
-            self._on_transmitted()
-
-
 def _float_option(link: LinkConfig, key: str, default: float) -> float:
     value = link.options.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -568,11 +553,3 @@ def _int_option(link: LinkConfig, key: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise TypeError(f"link {link.name}: option {key} is {value!r}, not a positive integer")
     return value
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first leaf of a task group's failure, so the supervisor sees a plain LinkError."""
-    first: BaseException = group
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    return first

@@ -69,7 +69,7 @@ from typing import Any, Final
 
 from gateway.channel import NORMAL, URGENT, Channel
 from gateway.config import LinkConfig
-from gateway.drivers.base import Driver, EventSink, OnTransmitted
+from gateway.drivers.base import Driver, EventSink, OnTransmitted, Transmissions, first_error
 from gateway.drivers.hytera.spec import SERIAL_BAUDRATE, parse_status_stage
 from gateway.drivers.hytera.spec import radio_id as normalise_radio_id
 from gateway.errors import LinkError
@@ -386,7 +386,7 @@ class HyteraDriver(Driver):
                 log.info("%s: HRNP session up with radio %s", self.link.name, self.own_id)
                 tasks.create_task(self._keepalive(hrnp), name=f"{self.link.name}:keepalive")
         except BaseExceptionGroup as group:
-            raise _first_error(group) from None
+            raise first_error(group) from None
         finally:
             self._link_down()
 
@@ -752,7 +752,7 @@ class HyteraDriver(Driver):
             parts = split_text(text, self.text_limit, self.max_parts)
         except ValueError as exc:
             return DeliveryReport(Delivery.FAILED, f"text cannot be sent: {exc}")
-        sent = _Transmissions(on_transmitted)
+        sent = Transmissions(on_transmitted)
         for index, part in enumerate(parts, 1):
             failure = await self._send_part(radio, part, order, sent)
             if failure is not None:
@@ -764,7 +764,7 @@ class HyteraDriver(Driver):
         return DeliveryReport(Delivery.DELIVERED, transmissions=sent.count)
 
     async def _send_part(  # noqa: PLR0911 - each way a message ends, named where it ends
-        self, radio: int, text: str, order: TextOrder, sent: _Transmissions
+        self, radio: int, text: str, order: TextOrder, sent: Transmissions
     ) -> str | None:
         """One TMP message until the radio's ack settles it; the failure, or None."""
         own = self.own_id or 0
@@ -814,21 +814,6 @@ class HyteraDriver(Driver):
                 left.exception()  # retrieved: a link-down error is reported, not logged
 
 
-class _Transmissions:
-    """Counts frames written for one order; calls ``on_transmitted`` after the first."""
-
-    __slots__ = ("_on_transmitted", "count")
-
-    def __init__(self, on_transmitted: OnTransmitted) -> None:
-        self._on_transmitted = on_transmitted
-        self.count = 0
-
-    def written(self) -> None:
-        self.count += 1
-        if self.count == 1:
-            self._on_transmitted()
-
-
 def _fix_time(gps: GpsFix, received: datetime) -> datetime:
     """The block's UTC date and time, never after ``received``; ``received`` when absent."""
     if gps.time is None or gps.date is None:
@@ -872,11 +857,3 @@ def _seq(options: Any, key: str, default: tuple[object, ...]) -> tuple[object, .
 async def _until_broken(hrnp: _Hrnp) -> None:
     """Raise the session's fatal error when it comes (ending the link's task group)."""
     await hrnp.broken
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first leaf of a task group's failure, so the supervisor sees a plain LinkError."""
-    first: BaseException = group
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    return first

@@ -55,7 +55,7 @@ from typing import Final
 
 from gateway.channel import NORMAL, ROUTINE, URGENT, Channel
 from gateway.config import LinkConfig
-from gateway.drivers.base import Driver, EventSink, OnTransmitted
+from gateway.drivers.base import Driver, EventSink, OnTransmitted, Transmissions
 from gateway.errors import LinkError
 from gateway.logs import RateLimitedLog
 from gateway.model import (
@@ -663,7 +663,7 @@ class MototrboDriver(Driver):
         if radio is None or self._services is None:
             return DeliveryReport(Delivery.FAILED, f"radio {order.address} is not registered")
         parts = split_text(text, self.max_text_chars)
-        sent = _Transmissions(on_transmitted)
+        sent = Transmissions(on_transmitted)
         for index, part in enumerate(parts, 1):
             failure = await self._send_part(radio.radio_id, part, order.priority, sent)
             if failure is not None:
@@ -675,7 +675,7 @@ class MototrboDriver(Driver):
         return DeliveryReport(Delivery.DELIVERED, transmissions=sent.count)
 
     async def _send_part(
-        self, radio_id: int, text: str, priority: int, sent: _Transmissions
+        self, radio_id: int, text: str, priority: int, sent: Transmissions
     ) -> str | None:
         """Send one TMS until acked (same sequence number each time); the failure reason."""
         sn = self._sn_for(radio_id)
@@ -715,21 +715,6 @@ class MototrboDriver(Driver):
                 del self._pending[key]
             if not pending.waiter.done():
                 pending.waiter.cancel()
-
-
-class _Transmissions:
-    """Counts datagrams written for one order; calls ``on_transmitted`` after the first."""
-
-    __slots__ = ("_on_transmitted", "count")
-
-    def __init__(self, on_transmitted: OnTransmitted) -> None:
-        self._on_transmitted = on_transmitted
-        self.count = 0
-
-    def written(self) -> None:
-        self.count += 1
-        if self.count == 1:
-            self._on_transmitted()
 
 
 def _wrap(service: int, addr: tuple[str, int], payload: bytes) -> bytes:
