@@ -55,6 +55,7 @@ from protocols import ax25  # noqa: E402
 from protocols.aprs import AprsMessage, decode_frame  # noqa: E402
 
 CEILING_TOPIC = "fieldlink/bench/units/bench/position"
+ENDS = ("acknowledged", "failed", "expired")
 CEILING_PUBLISHER = """
 import json, sys, time
 import paho.mqtt.client as paho
@@ -132,6 +133,7 @@ def task(task_id: str, unit: str) -> bytes:
 def latency(city: City, centre: Subscriber, tasks: int) -> dict[str, Any]:
     to_radio: list[float] = []
     to_centre: list[float] = []
+    failed = 0
     for n in range(tasks):
         site = city.sites[n % len(city.sites)]
         unit, call = next(iter(site.units.items()))
@@ -140,19 +142,25 @@ def latency(city: City, centre: Subscriber, tasks: int) -> dict[str, Any]:
         sent = time.monotonic()
         centre.publish(f"{site.topic}/tasks/dispatch", task(task_id, unit))
 
-        def acknowledged(ms: list[Heard], topic: str = topic) -> bool:
-            return any(m.topic == topic and m.json()["stage"] == "acknowledged" for m in ms)
+        def answered(ms: list[Heard], topic: str = topic) -> bool:
+            return any(m.topic == topic and m.json()["stage"] in ENDS for m in ms)
 
-        found = centre.wait_for(acknowledged, 30, f"{task_id} acknowledged")
-        acked = next(
-            m.at for m in found if m.topic == topic and m.json()["stage"] == "acknowledged"
-        )
+        found = centre.wait_for(answered, 60, f"{task_id} acknowledged or failed")
+        ends = [m for m in found if m.topic == topic and m.json()["stage"] in ENDS]
+        if ends[0].json()["stage"] != "acknowledged":
+            failed += 1
+            continue
+        acked = ends[0].at
         frames = radio_frames(site, call)
         order = next(at for at, sender, msg in frames if sender != call and task_id in msg.text)
         reply = next(at for at, sender, msg in frames if sender == call and at > order)
         to_radio.append(order - sent)
         to_centre.append(acked - reply)
-    return {"centre_to_radio": percentiles(to_radio), "reply_to_centre": percentiles(to_centre)}
+    return {
+        "centre_to_radio": percentiles(to_radio),
+        "reply_to_centre": percentiles(to_centre),
+        "failed_tasks": failed,
+    }
 
 
 def count_positions(positions: Subscriber, offered_s: float, window_s: float) -> dict[str, Any]:
@@ -169,6 +177,7 @@ def run_city(sites: int, args: argparse.Namespace, workdir: Path) -> dict[str, A
         beacon_interval_s=None,
         ack_delay_s=0.0,
         reply_delay_s=0.2,
+        retry_intervals_s=(3.0, 3.0, 3.0),  # a loaded machine must not turn into failures
         gps_rate_hz=args.rate_hz,
         max_queued_messages=100_000,
     )
