@@ -69,7 +69,7 @@ def test_example_config_loads() -> None:
     assert cfg.gateway.id == "shangtang"
     assert cfg.mqtt.url == "mqtt://127.0.0.1:1883"
     assert cfg.mqtt.password == ""
-    gps, vhf = cfg.links
+    gps, vhf, dmr, trbo, trk, gt = cfg.links
     assert (gps.protocol, gps.transport, gps.serial.baudrate, gps.unit) == (
         "nmea",
         "serial",
@@ -82,9 +82,21 @@ def test_example_config_loads() -> None:
         "BH4ABC-10",
     )
     assert vhf.options["path"] == ("WIDE1-1",)
-    zhang, li = cfg.units
+    assert (dmr.protocol, dmr.transport, dmr.serial.baudrate) == ("hytera", "serial", 115200)
+    assert (trbo.protocol, trbo.endpoint) == ("mototrbo", ("192.168.10.2", 4005))
+    assert [(link.protocol, link.transport) for link in (trk, gt)] == [
+        ("jt808", "listen"),
+        ("gt06", "listen"),
+    ]
+    zhang, li, car = cfg.units
     assert zhang.name == "张伟"
     assert li.name == "李娜"
+    assert li.devices == (
+        DeviceRef("dmr", "1001"),
+        DeviceRef("vhf", "BH4XYZ-9"),
+        DeviceRef("trk", "13800138000"),
+    )
+    assert car.devices == (DeviceRef("gt", "868120145233604"), DeviceRef("trbo", "12045"))
     assert zhang.devices == (DeviceRef("vhf", "BH4XYZ-7"), DeviceRef("gps-car1"))
     assert UnitDirectory(cfg).resolve(DeviceRef("gps-car1")) == "zhang-wei"
 
