@@ -145,7 +145,12 @@ def latency(city: City, centre: Subscriber, tasks: int) -> dict[str, Any]:
         def answered(ms: list[Heard], topic: str = topic) -> bool:
             return any(m.topic == topic and m.json()["stage"] in ENDS for m in ms)
 
-        found = centre.wait_for(answered, 60, f"{task_id} acknowledged or failed")
+        try:
+            found = centre.wait_for(answered, 60, f"{task_id} acknowledged or failed")
+        except TimeoutError:
+            print(site.gateway.log()[-3000:], file=sys.stderr)
+            print(site.edge.log_path.read_text()[-2000:], file=sys.stderr)
+            raise
         ends = [m for m in found if m.topic == topic and m.json()["stage"] in ENDS]
         if ends[0].json()["stage"] != "acknowledged":
             failed += 1
