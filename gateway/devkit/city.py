@@ -45,7 +45,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from firmware_stubs.aprs_radio import AprsRadio
 from firmware_stubs.nmea_gps import NmeaGps, serve_tcp
 from firmware_stubs.radio_net import RadioNet
-from gateway.devkit.broker import Mosquitto, free_port
+from gateway.devkit.broker import Mosquitto
 
 __all__ = [
     "BASE",
@@ -180,13 +180,15 @@ class Uplink:
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        self.port = free_port()
+        self.port = 0
+        """Chosen by the system when it first listens, kept across cuts."""
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pumps: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def cut(self) -> None:
         if self._server is not None:
@@ -202,8 +204,8 @@ class Uplink:
             await self.open()
 
     async def run(self) -> None:
-        """Open, then relay until cancelled."""
-        await self.open()
+        """Open (unless open), then relay until cancelled."""
+        await self.restore()
         try:
             await asyncio.Future()
         finally:
@@ -520,32 +522,38 @@ class City:
             workdir.chmod(0o755)
             self.central.workdir.chmod(0o777)
         self.stubs: StubLoop | None = None
+        self.size = sites
         self.sites: list[Site] = []
-        for index in range(1, sites + 1):
-            gateway_id = f"site-{index}"
-            site_dir = workdir / gateway_id
-            uplink = Uplink((self.central.host, self.central.port))
-            edge = Mosquitto(
-                site_dir / "edge",
-                extra_lines=bridge_lines(
-                    gateway_id,
-                    ("127.0.0.1", uplink.port),
-                    max_queued_messages=self.options.max_queued_messages,
-                ),
-            )
-            site = Site(
-                index, gateway_id, site_dir, edge, uplink,
-                GatewayChild(site_dir / "config.toml", site_dir / "gateway.log"),
-            )  # fmt: skip
-            for j in range(self.options.radios_per_site):
-                site.units[f"s{index}-u{j + 1}"] = f"B{index:02d}U{j + 1:02d}-7"
-            if self.options.overlap and index in (1, 2, 3):
-                site.units[OVERLAP_UNIT] = OVERLAP_CALL
-            self.sites.append(site)
+        """Filled by :meth:`start`: each site's ports are taken just before they are used."""
         self.dispatch_servers: list[DispatchServer] = []
 
     def site(self, index: int) -> Site:
         return self.sites[index - 1]
+
+    def _build_site(self, index: int) -> Site:
+        assert self.stubs is not None
+        gateway_id = f"site-{index}"
+        site_dir = self.workdir / gateway_id
+        uplink = Uplink((self.central.host, self.central.port))
+        self.stubs.call(uplink.open())
+        edge = Mosquitto(
+            site_dir / "edge",
+            extra_lines=bridge_lines(
+                gateway_id,
+                ("127.0.0.1", uplink.port),
+                max_queued_messages=self.options.max_queued_messages,
+            ),
+        )
+        site = Site(
+            index, gateway_id, site_dir, edge, uplink,
+            GatewayChild(site_dir / "config.toml", site_dir / "gateway.log"),
+        )  # fmt: skip
+        for j in range(self.options.radios_per_site):
+            site.units[f"s{index}-u{j + 1}"] = f"B{index:02d}U{j + 1:02d}-7"
+        if self.options.overlap and index in (1, 2, 3):
+            site.units[OVERLAP_UNIT] = OVERLAP_CALL
+        self.sites.append(site)
+        return site
 
     def _radio(self, callsign: str) -> AprsRadio:
         o = self.options
@@ -609,9 +617,10 @@ reconnect_max_s = 0.5
         self.central.start()
         self.stubs = StubLoop()
         shared_radio: AprsRadio | None = None
-        if self.options.overlap and len(self.sites) >= 2:
+        if self.options.overlap and self.size >= 2:
             shared_radio = self._radio(OVERLAP_CALL)
-        for site in self.sites:
+        for index in range(1, self.size + 1):
+            site = self._build_site(index)
             self.stubs.spawn(site.uplink.run())
             ready: Future[int] = Future()
             self.stubs.spawn(site.net.serve(on_ready=partial(_port_ready, ready)))
