@@ -166,6 +166,17 @@ def scenario(
 
     centre.wait_for(all_positions, WAIT_S, "a position of every unit at the centre")
 
+    # Alarms come up too: a person presses the emergency button.
+    assert city.stubs is not None
+    city.stubs.call(site2.radios["s2-u2"].emergency())
+    alarm = centre.wait_for(
+        lambda ms: any(m.topic == f"{site2.topic}/units/s2-u2/alarm" for m in ms),
+        WAIT_S,
+        "s2-u2's emergency at the centre",
+    )
+    raised = [m.json() for m in alarm if m.topic == f"{site2.topic}/units/s2-u2/alarm"]
+    assert raised[0]["kind"] == "emergency", raised
+
     # Overlapping coverage: the radio heard by sites 1 and 2 is online at both, each saying
     # through which of its devices; site 3 lists the unit but does not hear it.
     def overlap_online(ms: list[Heard]) -> bool:
