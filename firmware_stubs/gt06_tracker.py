@@ -346,6 +346,35 @@ class Gt06Tracker:
         self._waiters.clear()
 
 
+async def keep_dialling(
+    stop: asyncio.Event, make: Callable[[], Gt06Tracker], redial_s: float = 1.0
+) -> None:
+    """A tracker in the field: dials in, logs in and reports on its timers; dials in again
+    ``redial_s`` after its connection ends (or could not be made), until ``stop`` is set.
+    ``make`` builds each connection's tracker."""
+    while not stop.is_set():
+        tracker = make()
+        try:
+            await tracker.start()
+            tracker.start_reporting()
+            ends = {
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(tracker.closed.wait()),
+            }
+            try:
+                await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for end in ends:
+                    end.cancel()
+        except (OSError, TimeoutError):
+            pass  # nobody listening yet, or the connection broke while logging in
+        finally:
+            await tracker.stop()
+        if not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), redial_s)
+
+
 class TrackerFleet:
     """``count`` trackers from one process, IMEIs counting up from ``imei_base``."""
 

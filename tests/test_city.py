@@ -115,7 +115,8 @@ def wait_until(predicate: object, timeout_s: float, what: str) -> None:
 @pytest.fixture
 def city(tmp_path: Path) -> Iterator[City]:
     try:
-        town = City(tmp_path / "city", 3, CityOptions(radios_per_site=2, reply_delay_s=1.0))
+        options = CityOptions(radios_per_site=2, reply_delay_s=1.0, trackers=True)
+        town = City(tmp_path / "city", 3, options)
     except BrokerUnavailable as exc:
         if IN_CI:
             pytest.fail(f"{exc}: CI must install it (scripts/install-peers)")
@@ -161,7 +162,9 @@ def scenario(
     def all_positions(ms: list[Heard]) -> bool:
         topics = {m.topic for m in ms}
         return all(
-            f"{s.topic}/units/{unit}/position" in topics for s in city.sites for unit in s.radios
+            f"{s.topic}/units/{unit}/position" in topics
+            for s in city.sites
+            for unit in [*s.radios, *s.trackers]
         )
 
     centre.wait_for(all_positions, WAIT_S, "a position of every unit at the centre")
@@ -274,7 +277,7 @@ def scenario(
     answer = [m.json() for m in ms if m.topic == f"{site2.topic}/response/units"][-1]
     assert answer["status"] == "ok", answer
     assert answer["transaction"] == "t-units", answer
-    assert sorted(u["id"] for u in answer["data"]) == sorted(site2.units), answer
+    assert sorted(u["id"] for u in answer["data"]) == sorted([*site2.units, *site2.trackers])
 
     # Nothing of site 1's outage has reached the centre yet.
     assert not events(centre.snapshot(), site1, local | late)

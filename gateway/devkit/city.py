@@ -43,9 +43,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from firmware_stubs.aprs_radio import AprsRadio
+from firmware_stubs.gt06_tracker import Gt06Tracker, keep_dialling
 from firmware_stubs.nmea_gps import NmeaGps, serve_tcp
 from firmware_stubs.radio_net import RadioNet
-from gateway.devkit.broker import Mosquitto
+from gateway.devkit.broker import Mosquitto, free_port
 
 __all__ = [
     "BASE",
@@ -470,6 +471,9 @@ class Site:
     units: dict[str, str] = field(default_factory=dict)
     radios: dict[str, AprsRadio] = field(default_factory=dict)
     gps: tuple[asyncio.Event, Future[None]] | None = None
+    tracker_port: int = 0
+    trackers: dict[str, str] = field(default_factory=dict)
+    """Units with a GT06 tracker dialling in (unit id -> IMEI)."""
 
     @property
     def topic(self) -> str:
@@ -488,6 +492,9 @@ class CityOptions:
     reply_delay_s: float = 1.0
     retry_intervals_s: tuple[float, ...] = (0.5, 0.5, 0.5)
     gps_rate_hz: float | None = None
+    #: A patrol car per site with a GT06 tracker dialling into its gateway (``listen://``).
+    trackers: bool = False
+    tracker_interval_s: float = 2.0
     max_queued_messages: int = 20_000
     acknowledge_s: float = 60.0
     #: Started as root, the central broker drops to the ``mosquitto`` user as a packaged one
@@ -552,6 +559,8 @@ class City:
             site.units[f"s{index}-u{j + 1}"] = f"B{index:02d}U{j + 1:02d}-7"
         if self.options.overlap and index in (1, 2, 3):
             site.units[OVERLAP_UNIT] = OVERLAP_CALL
+        if self.options.trackers:
+            site.trackers[f"s{index}-car"] = f"8612345678{index:05d}"
         self.sites.append(site)
         return site
 
@@ -577,9 +586,19 @@ unit = "{site.gateway_id}-car"
 reconnect_min_s = 0.1
 reconnect_max_s = 0.5
 """
+        if site.trackers:
+            gps += f"""
+[[links]]
+name = "trk"
+protocol = "gt06"
+url = "listen://127.0.0.1:{site.tracker_port}"
+"""
         units = "".join(
             f'\n[[units]]\nid = "{unit}"\ndevices = ["vhf:{call}"]\n'
             for unit, call in site.units.items()
+        ) + "".join(
+            f'\n[[units]]\nid = "{unit}"\ndevices = ["trk:{imei}"]\n'
+            for unit, imei in site.trackers.items()
         )
         return f"""
 [gateway]
@@ -638,9 +657,18 @@ reconnect_max_s = 0.5
             if self.options.gps_rate_hz is not None:
                 self._serve_gps(site, self.options.gps_rate_hz)
             site.edge.start()
+            if site.trackers:
+                site.tracker_port = free_port()
             (site.workdir / "data").mkdir(parents=True, exist_ok=True)
             site.gateway.config.write_text(self._config(site), encoding="utf-8")
             site.gateway.start()
+            for imei in site.trackers.values():
+                make = partial(
+                    Gt06Tracker, imei, "127.0.0.1", site.tracker_port,
+                    report_interval_s=self.options.tracker_interval_s,
+                )  # fmt: skip
+                # Never set: the tracker runs until the stub loop stops (and cancels it).
+                self.stubs.spawn(keep_dialling(asyncio.Event(), make))
 
     def wait_online(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Until every gateway's ``online`` has come through its bridge to the centre (then

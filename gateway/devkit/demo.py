@@ -31,13 +31,14 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
 from firmware_stubs.aprs_radio import AprsRadio
-from firmware_stubs.gt06_tracker import Gt06Tracker
+from firmware_stubs.gt06_tracker import Gt06Tracker, keep_dialling
 from firmware_stubs.hytera_radio import AirRadio, HyteraRadio
 from firmware_stubs.jt808_terminal import Jt808Terminal
 from firmware_stubs.mototrbo_radio import ControlStation, SubscriberRadio, route_around
@@ -221,6 +222,13 @@ class DemoPorts:
     """The status page's port."""
 
 
+def _car_3_tracker(port: int) -> Gt06Tracker:
+    """The third patrol car's GT06 tracker: reports every 3 s, a heartbeat every 10 s."""
+    return Gt06Tracker(
+        GT06_IMEI, "127.0.0.1", port, route=ROUTE_CAR3, report_interval_s=3, heartbeat_interval_s=10
+    )
+
+
 def dmr_radios() -> tuple[HyteraRadio, ControlStation]:
     """赵磊's Hytera radio (heard through the radio on the gateway's cable, which also acks
     and reports along his route; he answers 收到 then presses status key 3 on arrival) and
@@ -276,34 +284,6 @@ async def _poc_terminal(port: int, stop: asyncio.Event, printer: Printer) -> Non
             pass  # the gateway is not listening yet, or went away
         finally:
             await terminal.stop()
-        if not stop.is_set():
-            await asyncio.sleep(1.0)
-
-
-async def _tracker(port: int, stop: asyncio.Event) -> None:
-    """A patrol car's GT06 tracker: dials in (again, whenever the connection ends), logs in,
-    reports every 3 s and sends a heartbeat every 10 s."""
-    while not stop.is_set():
-        tracker = Gt06Tracker(
-            GT06_IMEI, "127.0.0.1", port, route=ROUTE_CAR3,
-            report_interval_s=3, heartbeat_interval_s=10,
-        )  # fmt: skip
-        try:
-            await tracker.start()
-            tracker.start_reporting()
-            ends = {
-                asyncio.ensure_future(stop.wait()),
-                asyncio.ensure_future(tracker.closed.wait()),
-            }
-            try:
-                await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for end in ends:
-                    end.cancel()
-        except (OSError, TimeoutError):
-            pass  # the gateway is not listening yet
-        finally:
-            await tracker.stop()
         if not stop.is_set():
             await asyncio.sleep(1.0)
 
@@ -510,7 +490,7 @@ async def run_demo(duration_s: float = 30.0, broker: str = "auto") -> int:
             await asyncio.sleep(0.3)  # the viewer subscribes before the gateway speaks
             gateway_task = tg.create_task(gateway.run())
             background.append(tg.create_task(_dispatcher(broker_.host, broker_.port, printer)))
-            tg.create_task(_tracker(ports.gt06, stubs_stop))
+            tg.create_task(keep_dialling(stubs_stop, partial(_car_3_tracker, ports.gt06)))
             tg.create_task(_poc_terminal(ports.jt808, stubs_stop, printer))
             li_na = next(r for r in radios if r.callsign == "BH4LN-7")
             background.append(tg.create_task(_emergency(li_na, "李娜", printer)))
