@@ -47,8 +47,9 @@ pytestmark = pytest.mark.timeout(60)
 PHONE = "013800138000"
 ADDRESS = "13800138000"
 IDLE_PEERS = 500
-"""Idle connections opened in the hostile test; the issue's 10,000 are in bench/trackers.py
-(opening them takes tens of seconds on the shared 2-core test machine)."""
+"""Idle connections opened in the hostile test, with tracemalloc on; the issue's 10,000 are
+opened against the daemon in tests/test_jt808_crowd.py (and in every run of
+bench/trackers.py)."""
 MAX_BYTES_PER_IDLE_PEER = 10 * 1024
 
 
