@@ -186,7 +186,7 @@ def test_dispatch_positions_replies_and_emergency(
             )
             position = payloads(collector.snapshot(), f"{base}/units/zhang-wei/position")[0]
             assert position["link"] == "dmr"
-            assert position["source"] == "hytera-lp"
+            assert position["source"] == "hytera"
             assert round(position["lat"], 3) == 31.230
 
             pub = collector.client

@@ -615,7 +615,7 @@ class HyteraDriver(Driver):
             lon=gps.lon,
             fix_time=_fix_time(gps, received),
             received_at=received,
-            source="hytera-lp",
+            source="hytera",
             speed_kmh=None if gps.speed_knots is None else round(gps.speed_knots * 1.852, 2),
             course_deg=None if gps.direction is None else float(gps.direction),
         )
