@@ -25,12 +25,13 @@ import itertools
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from types import MappingProxyType
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchkit import best_rate  # noqa: E402
 
 from gateway.channel import NORMAL, Channel  # noqa: E402
 from gateway.config import LinkConfig  # noqa: E402
@@ -107,17 +108,6 @@ def driver_decode(stream: bytes, chunk: int) -> int:
                 driver.handle_kiss_frame(item)
                 count += 1
     return count
-
-
-def best_rate(fn: object, stream: bytes, chunk: int, repeat: int) -> float:
-    assert callable(fn)
-    best = float("inf")
-    frames = 0
-    for _ in range(repeat):
-        start = time.perf_counter()
-        frames = fn(stream, chunk)
-        best = min(best, time.perf_counter() - start)
-    return frames / best
 
 
 async def channel_busy(n_messages: int, speedup: float) -> dict[str, float]:

@@ -47,6 +47,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchkit import percentile, wait  # noqa: E402
 
 from firmware_stubs.aprs_radio import AprsRadio  # noqa: E402
 from gateway.devkit.broker import Mosquitto  # noqa: E402
@@ -68,13 +71,6 @@ TASKS = 1000
 STEADY_TASKS = 200
 STEADY_RATE_PER_S = 20.0
 BASE = "fieldlink/bench"
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def callsign(i: int) -> str:
@@ -112,14 +108,6 @@ class Listener:
         self.client.loop_stop()
 
 
-def wait(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 def measure_ceiling(port: int, listener: Listener, size: int) -> tuple[float, float]:
     """Bare QoS 1 publish rate through the broker, and one-hop latency at a low rate."""
     client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
@@ -133,7 +121,7 @@ def measure_ceiling(port: int, listener: Listener, size: int) -> tuple[float, fl
         before = len(listener.ceiling)
         sent = time.monotonic()
         client.publish("bench/ceiling", payload, 1)
-        wait(lambda n=before: len(listener.ceiling) > n, 5, "a ceiling message")
+        wait(partial(lambda n: len(listener.ceiling) > n, before), 5, "a ceiling message")
         hops.append(listener.ceiling[-1][0] - sent)
         time.sleep(0.002)
     listener.ceiling.clear()

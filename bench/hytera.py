@@ -53,6 +53,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchkit import best_rate, wait  # noqa: E402
+
 from firmware_stubs.hytera_radio import AirRadio, HyteraRadio  # noqa: E402
 from gateway.channel import NORMAL  # noqa: E402
 from gateway.config import LinkConfig  # noqa: E402
@@ -152,17 +154,6 @@ def driver_decode(stream: bytes, chunk: int) -> int:
                 driver.handle_hdap(item.data)
                 count += 1
     return count
-
-
-def best_rate(fn: object, stream: bytes, chunk: int, repeat: int) -> float:
-    assert callable(fn)
-    best = float("inf")
-    frames = 0
-    for _ in range(repeat):
-        start = time.perf_counter()
-        frames = fn(stream, chunk)
-        best = min(best, time.perf_counter() - start)
-    return frames / best
 
 
 class RadioLink(Connection):
@@ -328,14 +319,6 @@ class Listener:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def wait(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def daemon_config(tmp: Path, broker: Mosquitto, device: str) -> str:

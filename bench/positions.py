@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import re
 import signal
@@ -33,7 +32,6 @@ import sys
 import tempfile
 import time
 import tty
-from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
@@ -43,73 +41,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchkit import PositionSubscriber, percentile, rate  # noqa: E402
+
 from firmware_stubs.nmea_gps import NmeaGps  # noqa: E402 - after the path set-up
 from gateway.devkit.broker import Mosquitto  # noqa: E402
 
 TOPIC = "fieldlink/bench/units/bench/position"
 TARGET_RATIO = 0.8
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, round(p / 100 * (len(sorted_values) - 1)))
-    return sorted_values[index]
-
-
-def subscriber(port: int, ready: Any, results: Queue[Any], quiet_s: float, limit_s: float) -> None:
-    """Count (and timestamp) every position; report after ``quiet_s`` without one."""
-    received: list[tuple[float, bytes]] = []
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-
-    def on_message(_c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
-        received.append((time.monotonic(), bytes(msg.payload)))
-
-    def on_subscribe(*_args: object) -> None:
-        ready.set()
-
-    client.on_message = on_message
-    client.on_subscribe = on_subscribe
-    client.connect("127.0.0.1", port)
-    client.subscribe(TOPIC, 0)
-    client.loop_start()
-    start = time.monotonic()
-    last_count = -1
-    last_change = time.monotonic()
-    while time.monotonic() - start < limit_s:
-        time.sleep(0.2)
-        if len(received) != last_count:
-            last_count = len(received)
-            last_change = time.monotonic()
-        elif received and time.monotonic() - last_change > quiet_s:
-            break
-    client.loop_stop()
-    client.disconnect()
-    results.put(received)
-
-
-class Subscriber:
-    def __init__(self, port: int, *, quiet_s: float = 1.5, limit_s: float = 120.0) -> None:
-        ctx = mp.get_context("spawn")
-        self.ready = ctx.Event()
-        self.results: Queue[Any] = ctx.Queue()
-        self.proc = ctx.Process(
-            target=subscriber, args=(port, self.ready, self.results, quiet_s, limit_s)
-        )
-        self.proc.start()
-        if not self.ready.wait(10):
-            raise RuntimeError("subscriber did not subscribe")
-
-    def collect(self) -> list[tuple[float, bytes]]:
-        received: list[tuple[float, bytes]] = self.results.get(timeout=180)
-        self.proc.join(10)
-        return [r for r in received if not r[1].startswith(b"{}")]
-
-
-def rate(received: list[tuple[float, bytes]]) -> float:
-    if len(received) < 2:
-        return 0.0
-    return (len(received) - 1) / (received[-1][0] - received[0][0])
 
 
 def sample_payloads(count: int) -> list[bytes]:
@@ -135,7 +73,7 @@ def sample_payloads(count: int) -> list[bytes]:
 
 def measure_ceiling(broker: Mosquitto, count: int) -> float:
     """A bare paho client publishing the same payloads as fast as it can."""
-    sub = Subscriber(broker.port)
+    sub = PositionSubscriber(broker.port, TOPIC, quiet_s=1.5, limit_s=120.0)
     payloads = sample_payloads(count)
     client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
     client.connect("127.0.0.1", broker.port)
@@ -273,7 +211,7 @@ def measure_saturated(
 ) -> dict[str, Any]:
     gps = NmeaGps(profile="minimal", rate_hz=100_000)
     chunks = [b"".join(gps.epoch() for _ in range(50)) for _ in range(fixes // 50)]
-    sub = Subscriber(broker.port)
+    sub = PositionSubscriber(broker.port, TOPIC, quiet_s=1.5, limit_s=120.0)
     profiler = start_profiler(daemon, profile) if profile is not None else None
     cpu_before = cpu_seconds(daemon)
     reads_before, read_bytes_before = read_calls(daemon)
@@ -305,7 +243,7 @@ def measure_saturated(
 def measure_latency(broker: Mosquitto, master: int, seconds: float) -> dict[str, float]:
     gps = NmeaGps(profile="minimal", rate_hz=1000)
     written: dict[str, float] = {}
-    sub = Subscriber(broker.port)
+    sub = PositionSubscriber(broker.port, TOPIC, quiet_s=1.5, limit_s=120.0)
     period = 0.001
     start = time.monotonic()
     count = int(seconds * 1000)

@@ -52,6 +52,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchkit import PositionSubscriber, percentile, rate  # noqa: E402
+
 from firmware_stubs.jt808_terminal import Jt808Terminal  # noqa: E402 - after the path set-up
 from gateway.devkit.broker import Mosquitto, free_port  # noqa: E402
 
@@ -67,70 +69,6 @@ def raise_fd_limit() -> None:
     want = FDS if hard == resource.RLIM_INFINITY else min(FDS, hard)
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-# -- subscriber (own process) ---------------------------------------------------------------
-
-
-def subscriber(port: int, ready: Any, results: Queue[Any], quiet_s: float, limit_s: float) -> None:
-    gc.disable()  # a collection here (~100 ms with the received list) is not the daemon's latency
-    received: list[tuple[float, bytes]] = []
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-
-    def on_message(_c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
-        if not msg.retain:  # values retained before this subscriber came are not this run's
-            received.append((time.monotonic(), bytes(msg.payload)))
-
-    client.on_message = on_message
-    client.on_subscribe = lambda *_a: ready.set()
-    client.connect("127.0.0.1", port)
-    client.subscribe(TOPICS, 0)
-    client.loop_start()
-    start = last_change = time.monotonic()
-    count = -1
-    while time.monotonic() - start < limit_s:
-        time.sleep(0.2)
-        if len(received) != count:
-            count, last_change = len(received), time.monotonic()
-        elif received and time.monotonic() - last_change > quiet_s:
-            break
-    client.loop_stop()
-    client.disconnect()
-    results.put(received)
-
-
-class Subscriber:
-    def __init__(self, port: int, *, quiet_s: float = 2.0, limit_s: float = 300.0) -> None:
-        ctx = mp.get_context("spawn")
-        self.ready = ctx.Event()
-        self.results: Queue[Any] = ctx.Queue()
-        self.proc = ctx.Process(
-            target=subscriber, args=(port, self.ready, self.results, quiet_s, limit_s)
-        )
-        self.proc.start()
-        if not self.ready.wait(10):
-            raise RuntimeError("subscriber did not subscribe")
-
-    def collect(self) -> list[tuple[float, bytes]]:
-        received: list[tuple[float, bytes]] = self.results.get(timeout=400)
-        self.proc.join(10)
-        return [r for r in received if r[1].startswith(b'{"lat"')]
-
-
-def rate(received: list[tuple[float, bytes]]) -> float:
-    if len(received) < 2:
-        return 0.0
-    return (len(received) - 1) / (received[-1][0] - received[0][0])
-
-
-# -- terminals (own process) ----------------------------------------------------------------
 
 
 def phone(index: int) -> str:
@@ -318,7 +256,7 @@ def settle(pid: int, seconds: float = 2.0) -> int:
 
 
 def measure_ceiling(broker: Mosquitto, count: int, units: int) -> float:
-    sub = Subscriber(broker.port)
+    sub = PositionSubscriber(broker.port, TOPICS, quiet_s=2.0, limit_s=300.0)
     client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
@@ -410,7 +348,7 @@ def main() -> int:
         fleet = Fleet(port, n)
         try:
             run_idle(fleet, daemon, args.idle)
-            sub = Subscriber(broker.port, quiet_s=args.interval + 2)
+            sub = PositionSubscriber(broker.port, TOPICS, quiet_s=args.interval + 2, limit_s=300.0)
             sent = fleet.do("steady", (args.interval, args.rounds))
             got = sub.collect()
             samples = latencies_ms(sent, got)
@@ -427,7 +365,7 @@ def main() -> int:
                 "worst_seconds_p99_ms": worst_seconds(samples),
             }}), flush=True)  # fmt: skip
 
-            sub = Subscriber(broker.port)
+            sub = PositionSubscriber(broker.port, TOPICS, quiet_s=2.0, limit_s=300.0)
             cpu0 = cpu_s(daemon.pid)
             total = fleet.do("burst", args.burst)
             got = sub.collect()
