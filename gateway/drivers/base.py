@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from gateway.config import LinkConfig
@@ -14,6 +14,7 @@ from gateway.drivers.spec import Capabilities
 from gateway.model import (
     Alarm,
     AlarmKind,
+    Delivery,
     DeliveryReport,
     DeviceRef,
     LinkCounters,
@@ -116,6 +117,26 @@ class Transmissions:
         self.count += 1
         if self.count == 1:
             self._on_transmitted()
+
+
+SendPart = Callable[[str, Transmissions], Awaitable[str | None]]
+"""Sends one part of a text until the device settles it; the failure, or None."""
+
+
+async def send_in_parts(
+    parts: Sequence[str], send_part: SendPart, on_transmitted: OnTransmitted, what: str
+) -> DeliveryReport:
+    """Send ``parts`` in order, each once the one before is confirmed; the first failure ends
+    the text (``part 2/3: ...`` when it had several) and is logged under ``what``."""
+    sent = Transmissions(on_transmitted)
+    for index, part in enumerate(parts, 1):
+        failure = await send_part(part, sent)
+        if failure is not None:
+            if len(parts) > 1:
+                failure = f"part {index}/{len(parts)}: {failure}"
+            log.info("%s failed: %s", what, failure)
+            return DeliveryReport(Delivery.FAILED, failure, sent.count)
+    return DeliveryReport(Delivery.DELIVERED, transmissions=sent.count)
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -67,7 +68,14 @@ from typing import Final
 
 from gateway.channel import NORMAL, URGENT, Channel, afsk1200_airtime_s
 from gateway.config import LinkConfig, normalise_address
-from gateway.drivers.base import Driver, EventSink, OnTransmitted, Transmissions, first_error
+from gateway.drivers.base import (
+    Driver,
+    EventSink,
+    OnTransmitted,
+    Transmissions,
+    first_error,
+    send_in_parts,
+)
 from gateway.errors import LinkError
 from gateway.model import (
     Alarm,
@@ -475,19 +483,15 @@ class AprsDriver(Driver):
             parts = split_message_text(text)
         except AprsError as exc:
             return DeliveryReport(Delivery.FAILED, f"text cannot be sent: {exc}")
-        sent = Transmissions(on_transmitted)
-        for index, part in enumerate(parts, 1):
-            failure = await self._send_part(station, part, order, sent)
-            if failure is not None:
-                if len(parts) > 1:
-                    failure = f"part {index}/{len(parts)}: {failure}"
-                log.info("%s: %s to %s failed: %s", self.link.name, order.key or "text",
-                         station, failure)  # fmt: skip
-                return DeliveryReport(Delivery.FAILED, failure, sent.count)
-        return DeliveryReport(Delivery.DELIVERED, transmissions=sent.count)
+        return await send_in_parts(
+            parts,
+            functools.partial(self._send_part, station, order),
+            on_transmitted,
+            f"{self.link.name}: {order.key or 'text'} to {station}",
+        )
 
     async def _send_part(
-        self, station: str, text: str, order: TextOrder, sent: Transmissions
+        self, station: str, order: TextOrder, text: str, sent: Transmissions
     ) -> str | None:
         """Send one message until acked; the failure reason, or None when acked."""
         msgno = self.numbers.next()

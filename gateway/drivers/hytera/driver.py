@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import time
@@ -69,7 +70,14 @@ from typing import Any, Final
 
 from gateway.channel import NORMAL, URGENT, Channel
 from gateway.config import LinkConfig
-from gateway.drivers.base import Driver, EventSink, OnTransmitted, Transmissions, first_error
+from gateway.drivers.base import (
+    Driver,
+    EventSink,
+    OnTransmitted,
+    Transmissions,
+    first_error,
+    send_in_parts,
+)
 from gateway.drivers.hytera.spec import SERIAL_BAUDRATE, parse_status_stage
 from gateway.drivers.hytera.spec import radio_id as normalise_radio_id
 from gateway.errors import LinkError
@@ -752,19 +760,15 @@ class HyteraDriver(Driver):
             parts = split_text(text, self.text_limit, self.max_parts)
         except ValueError as exc:
             return DeliveryReport(Delivery.FAILED, f"text cannot be sent: {exc}")
-        sent = Transmissions(on_transmitted)
-        for index, part in enumerate(parts, 1):
-            failure = await self._send_part(radio, part, order, sent)
-            if failure is not None:
-                if len(parts) > 1:
-                    failure = f"part {index}/{len(parts)}: {failure}"
-                log.info("%s: %s to %s failed: %s", self.link.name, order.key or "text",
-                         radio, failure)  # fmt: skip
-                return DeliveryReport(Delivery.FAILED, failure, sent.count)
-        return DeliveryReport(Delivery.DELIVERED, transmissions=sent.count)
+        return await send_in_parts(
+            parts,
+            functools.partial(self._send_part, radio, order),
+            on_transmitted,
+            f"{self.link.name}: {order.key or 'text'} to {radio}",
+        )
 
     async def _send_part(  # noqa: PLR0911 - each way a message ends, named where it ends
-        self, radio: int, text: str, order: TextOrder, sent: Transmissions
+        self, radio: int, order: TextOrder, text: str, sent: Transmissions
     ) -> str | None:
         """One TMP message until the radio's ack settles it; the failure, or None."""
         own = self.own_id or 0

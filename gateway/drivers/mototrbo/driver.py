@@ -55,7 +55,7 @@ from typing import Final
 
 from gateway.channel import NORMAL, ROUTINE, URGENT, Channel
 from gateway.config import LinkConfig
-from gateway.drivers.base import Driver, EventSink, OnTransmitted, Transmissions
+from gateway.drivers.base import Driver, EventSink, OnTransmitted, Transmissions, send_in_parts
 from gateway.errors import LinkError
 from gateway.logs import RateLimitedLog
 from gateway.model import (
@@ -663,19 +663,15 @@ class MototrboDriver(Driver):
         if radio is None or self._services is None:
             return DeliveryReport(Delivery.FAILED, f"radio {order.address} is not registered")
         parts = split_text(text, self.max_text_chars)
-        sent = Transmissions(on_transmitted)
-        for index, part in enumerate(parts, 1):
-            failure = await self._send_part(radio.radio_id, part, order.priority, sent)
-            if failure is not None:
-                if len(parts) > 1:
-                    failure = f"part {index}/{len(parts)}: {failure}"
-                log.info("%s: %s to radio %s failed: %s", self.link.name, order.key or "text",
-                         order.address, failure)  # fmt: skip
-                return DeliveryReport(Delivery.FAILED, failure, sent.count)
-        return DeliveryReport(Delivery.DELIVERED, transmissions=sent.count)
+        return await send_in_parts(
+            parts,
+            functools.partial(self._send_part, radio.radio_id, order.priority),
+            on_transmitted,
+            f"{self.link.name}: {order.key or 'text'} to radio {order.address}",
+        )
 
     async def _send_part(
-        self, radio_id: int, text: str, priority: int, sent: Transmissions
+        self, radio_id: int, priority: int, text: str, sent: Transmissions
     ) -> str | None:
         """Send one TMS until acked (same sequence number each time); the failure reason."""
         sn = self._sn_for(radio_id)
