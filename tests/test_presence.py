@@ -6,6 +6,9 @@ tracker and radio)."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import operator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,8 +22,14 @@ pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]
 BASE = "fieldlink/gw1"
 CAR_1_TRACKER = "861234567890001"
 CAR_2_TRACKER = "861234567890002"
-RMC = b"$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A\r\n"
-"""A valid sentence (from 1994: not a plausible position today, but the receiver is heard)."""
+
+
+def rmc_now() -> bytes:
+    """A valid RMC with the time of now: the receiver's fix, published as car-1's position."""
+    now = datetime.now(UTC)
+    body = f"GPRMC,{now:%H%M%S}.00,A,3113.824,N,12128.422,E,000.0,000.0,{now:%d%m%y},,,A"
+    checksum = functools.reduce(operator.xor, body.encode(), 0)
+    return f"${body}*{checksum:02X}\r\n".encode()
 
 
 def config(tmp_path: Path, broker: Mosquitto, trackers: int, receivers: int) -> Path:
@@ -85,17 +94,18 @@ def test_a_device_that_hangs_up_takes_its_unit_offline_unless_another_is_heard(
             20,
             "the gateway online",
         )
-        run_async(scenario(collector, trackers, receivers), timeout_s=40)
+        run_async(scenario(collector, daemon, trackers, receivers), timeout_s=40)
         assert daemon.terminate() == 0
     finally:
         collector.stop()
         daemon.ensure_stopped()
     log = daemon.log()
     assert "Traceback" not in log, log[-3000:]
-    assert f"trk:{CAR_1_TRACKER} left (its session closed (peer)); still online via gps" in log
 
 
-async def scenario(collector: Collector, trackers: int, receivers: int) -> None:
+async def scenario(
+    collector: Collector, daemon: GatewayProcess, trackers: int, receivers: int
+) -> None:
     async def until(unit: str, expected: list[str], what: str) -> None:
         async with asyncio.timeout(10):
             while states(collector, unit) != expected:  # noqa: ASYNC110 - another thread fills it
@@ -109,15 +119,20 @@ async def scenario(collector: Collector, trackers: int, receivers: int) -> None:
     await until("car-2", ["online"], "car-2's tracker logged in")
     # car-1's GPS receiver dials in too and is heard.
     reader, writer = await asyncio.open_connection("127.0.0.1", receivers)
-    writer.write(RMC)
+    writer.write(rmc_now())
     await writer.drain()
-    await asyncio.sleep(0.5)  # the sentence is read before the tracker leaves
+    async with asyncio.timeout(10):  # heard: its fix is car-1's position
+        while not collector.snapshot(f"{BASE}/units/car-1/position"):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
     # The trackers hang up: car-2 has nothing else and is offline at once (not after its
     # 600 s of silence); car-1 still has its receiver.
     await car_2.stop()
     await until("car-2", ["online", "offline"], "car-2 offline")
     await car_1.stop()
-    await asyncio.sleep(1.0)
+    left = f"trk:{CAR_1_TRACKER} left (its session closed (peer)); still online via gps"
+    async with asyncio.timeout(10):  # the daemon has handled the hang-up
+        while left not in daemon.log():  # noqa: ASYNC110 - the daemon writes its log file
+            await asyncio.sleep(0.05)
     assert states(collector, "car-1") == ["online"]
     # The receiver hangs up too: now car-1 is offline.
     writer.close()
